@@ -1,0 +1,102 @@
+"""Artifact file names and atomic writes.
+
+Every file a component hands on is named here once. Writes go to a temporary name in the
+same directory and are renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# ingest
+DATASET_PARQUET = "dataset.parquet"
+INGEST_REPORT = "ingest_report.json"
+# select_model
+SELECTION = "selection.json"
+# preprocess
+SPLIT_FILE = "{split}.npz"
+PREPROCESSING_SPEC = "preprocessing.json"
+AUGMENT_PREVIEW = "augment_preview.png"
+# fine_tune / prune / qat
+KERAS_MODEL = "model.h5"
+TRAIN_REPORT = "train_report.json"
+# convert
+TFLITE_MODEL = "model.tflite"
+CONVERT_REPORT = "convert_report.json"
+# evaluate
+EVALUATION = "evaluation.json"
+CONFUSION_PNG = "confusion_{stage}.png"
+# deploy
+DEPLOY_REPORT = "deploy_report.json"
+# any run
+SUMMARY = "summary.json"
+
+
+def split_file(directory: str | os.PathLike, split: str) -> Path:
+    return Path(directory) / SPLIT_FILE.format(split=split)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `target`; renames it onto `target` on success.
+
+    On an exception the temporary file is removed and `target` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    return write_bytes(target, text.encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary directory beside `target`; moves it onto `target` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths: the usual guests in a metrics dict.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")

