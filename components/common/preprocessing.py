@@ -42,13 +42,19 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
-            raise EdgetuneError(f"preprocessing channels={self.channels}; accepted: 1 (grey) or 3 (RGB)")
+            raise EdgetuneError(
+                f"preprocessing channels={self.channels}; accepted: 1 (grey) or 3 (RGB)"
+            )
         if self.height < 1 or self.width < 1:
             raise EdgetuneError(f"preprocessing size {self.height}x{self.width}; both must be >= 1")
         if self.resample not in _RESAMPLE:
-            raise EdgetuneError(f"preprocessing resample={self.resample!r}; accepted: {sorted(_RESAMPLE)}")
+            raise EdgetuneError(
+                f"preprocessing resample={self.resample!r}; accepted: {sorted(_RESAMPLE)}"
+            )
         if len(self.labels) < 2:
-            raise EdgetuneError(f"preprocessing labels {list(self.labels)}; need at least 2 classes")
+            raise EdgetuneError(
+                f"preprocessing labels {list(self.labels)}; need at least 2 classes"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,0 +1,146 @@
+"""MLflow tracking: one parent run per pipeline run, one nested run per component.
+
+Components run in separate processes (pods on a cluster), so the parent run is found by a
+tag carrying the pipeline run's name; the first component to arrive creates it. mlflow is
+imported inside the functions: a component file must import without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+DEFAULT_EXPERIMENT = "edgetune"
+REGISTERED_MODEL = "edgetune-int8"
+TAG_RUN_NAME = "edgetune.run_name"
+TAG_PIPELINE_RUN_ID = "edgetune.pipeline_run_id"
+TAG_COMPONENT = "edgetune.component"
+TAG_ERROR = "edgetune.error"
+SUMMARY_PART = "summary_part.json"
+
+
+def default_tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else a SQLite store in the working directory."""
+    return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str = "") -> str:
+    return uri or default_tracking_uri()
+
+
+def _artifact_location(uri: str) -> str | None:
+    # A SQLite store keeps its artifacts beside the database file, wherever the process runs.
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = Path(parsed.path.lstrip("/") if parsed.path.startswith("//") else parsed.path)
+        return (db.parent / "mlruns").resolve().as_uri()
+    return None
+
+
+def use_experiment(tracking_uri: str, experiment: str) -> str:
+    """Points mlflow at the store and experiment (creating it); returns the experiment id."""
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        mlflow.set_experiment(experiment_id=found.experiment_id)
+        return found.experiment_id
+    try:
+        experiment_id = client.create_experiment(
+            experiment, artifact_location=_artifact_location(uri)
+        )
+    except Exception:  # another process created it first
+        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def find_parent_run(experiment_id: str, run_name: str) -> Any | None:
+    import mlflow
+
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_RUN_NAME}` = '{run_name}' and tags.`{TAG_COMPONENT}` = 'pipeline'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def parent_run(experiment_id: str, run_name: str, pipeline_run_id: str = "") -> Any:
+    """The pipeline's parent run, created by the first component that asks."""
+    import mlflow
+
+    found = find_parent_run(experiment_id, run_name)
+    if found is not None:
+        return found
+    tags = {TAG_RUN_NAME: run_name, TAG_PIPELINE_RUN_ID: pipeline_run_id, TAG_COMPONENT: "pipeline"}
+    return mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
+
+
+@contextlib.contextmanager
+def component_run(
+    component: str,
+    *,
+    run_name: str,
+    pipeline_run_id: str = "",
+    tracking_uri: str = "",
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> Iterator[Any]:
+    """A nested MLflow run for one component of pipeline run `run_name`.
+
+    On an exception the run ends FAILED with the one-line cause in the `edgetune.error` tag,
+    where the local runner and the MLflow UI find it, and the exception propagates.
+    """
+    import mlflow
+
+    experiment_id = use_experiment(tracking_uri, experiment)
+    parent = parent_run(experiment_id, run_name or pipeline_run_id, pipeline_run_id)
+    tags = {TAG_COMPONENT: component, TAG_RUN_NAME: run_name or pipeline_run_id}
+    with mlflow.start_run(run_name=component, parent_run_id=parent.info.run_id, tags=tags) as run:
+        try:
+            yield run
+        except BaseException as e:
+            mlflow.set_tag(TAG_ERROR, one_line(e))
+            mlflow.end_run("FAILED")
+            raise
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
+
+
+def log_summary_part(part: dict[str, Any]) -> None:
+    """This component's share of summary.json, merged by the finalize step."""
+    import mlflow
+
+    mlflow.log_dict(part, SUMMARY_PART)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+
+
+def _param_value(v: Any) -> Any:
+    return v if isinstance(v, str | int | float | bool) else str(v)
+
+
+def epoch_logger(prefix: str):
+    """A callback (phase, epoch, logs) that logs Keras epoch metrics as MLflow step metrics."""
+    import mlflow
+
+    def log(phase: str, epoch: int, logs: dict[str, float]) -> None:
+        name = f"{prefix}{phase}_" if phase else prefix
+        mlflow.log_metrics({f"{name}{k}": float(v) for k, v in logs.items()}, step=epoch)
+
+    return log

@@ -1,0 +1,119 @@
+"""Backbone builders for the model zoo, and the static costs select_model reads.
+
+A builder returns a tf_keras Functional model from the image input to a feature vector;
+fine_tune adds the classification head to the same graph, so the result stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+# MobileNetV1-style: a stride-1 stem, then depthwise-separable blocks (filters, stride).
+DIGITNET_BLOCKS: tuple[tuple[int, int], ...] = (
+    (64, 2),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+)
+# Keras' own default BatchNorm momentum (0.99, MobileNetV2: 0.999) lags badly when a small
+# corpus is trained for a few epochs: the moving statistics never catch up and the model
+# scores near chance in inference mode. 0.9 tracks within an epoch.
+BN_MOMENTUM = 0.9
+
+
+def digitnet(input_shape: Sequence[int], width: float = 1.0) -> Any:
+    """The embedded backbone: a small MobileNet-style network for grey digit-like images.
+
+    Args:
+        input_shape: (height, width, channels) of the model input.
+        width: multiplier on every layer's filter count.
+
+    Returns:
+        A tf_keras Functional model whose output is the pooled feature vector (layer
+        "features"), with every layer named so weights load by name.
+    """
+    from tf_keras import Input, Model, layers
+
+    def conv_bn_relu(x, layer, name):
+        x = layer(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+    def filters(n: int) -> int:
+        return max(8, int(round(n * width)))
+
+    image = Input(tuple(input_shape), name="image")
+    stem = layers.Conv2D(filters(32), 3, padding="same", use_bias=False, name="stem")
+    x = conv_bn_relu(image, stem, "stem")
+    for i, (n, stride) in enumerate(DIGITNET_BLOCKS):
+        dw = layers.DepthwiseConv2D(
+            3, strides=stride, padding="same", use_bias=False, name=f"block{i}_dw"
+        )
+        x = conv_bn_relu(x, dw, f"block{i}_dw")
+        pw = layers.Conv2D(filters(n), 1, use_bias=False, name=f"block{i}_pw")
+        x = conv_bn_relu(x, pw, f"block{i}_pw")
+    features = layers.GlobalAveragePooling2D(name="features")(x)
+    return Model(image, features, name="digitnet")
+
+
+def keras_application(
+    name: str, input_shape: Sequence[int], weights: str | None, **kwargs: Any
+) -> Any:
+    """A Keras ImageNet backbone without its top, pooled to a feature vector.
+
+    `weights="imagenet"` makes Keras download the weights on first use and cache them in
+    ~/.keras/models; select_model only offers such a model when the file is cached or
+    downloads are allowed.
+    """
+    from tf_keras import applications
+
+    constructor = getattr(applications, name)
+    return constructor(
+        input_shape=tuple(input_shape), include_top=False, weights=weights, pooling="avg", **kwargs
+    )
+
+
+def count_macs(model: Any) -> int:
+    """Multiply-accumulates of one inference through the conv and dense layers."""
+    from tf_keras import layers
+
+    macs = 0
+    for layer in _leaf_layers(model):
+        out = layer.output_shape
+        if isinstance(layer, layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            macs += out[1] * out[2] * out[3] * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            macs += out[1] * out[2] * out[3] * kh * kw * layer.input_shape[-1] // layer.groups
+        elif isinstance(layer, layers.Dense):
+            macs += layer.input_shape[-1] * layer.units
+    return int(macs)
+
+
+def peak_activation_bytes(model: Any, bytes_per_value: int = 1) -> int:
+    """The largest input-plus-output activation of any layer: a floor for the tensor arena."""
+    peak = 0
+    for layer in _leaf_layers(model):
+        ins = layer.input_shape if isinstance(layer.input_shape, list) else [layer.input_shape]
+        outs = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
+        size = sum(_volume(s) for s in ins + outs)
+        peak = max(peak, size)
+    return peak * bytes_per_value
+
+
+def _volume(shape: Sequence[int | None]) -> int:
+    n = 1
+    for d in shape[1:]:
+        n *= d or 1
+    return n
+
+
+def _leaf_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.extend(_leaf_layers(layer) if hasattr(layer, "layers") else [layer])
+    return out

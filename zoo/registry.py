@@ -1,0 +1,173 @@
+"""The model zoo registry: entries, where their weights are, and how to build a backbone."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgetune.components.common.config import load_yaml, packaged_file, require
+from edgetune.errors import EdgetuneError
+
+WEIGHT_SOURCES = ("package", "keras-imagenet", "uri")
+KERAS_CACHE = Path("~/.keras/models")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One pretrained backbone the pipeline can start from. Fields as in zoo/registry.yaml."""
+
+    id: str
+    architecture: str
+    input_shape: tuple[int, int, int]
+    normalization: dict[str, float]
+    weights: dict[str, str]
+    params: int
+    macs: int
+    peak_activation_bytes: int
+    top1: float
+    arguments: dict[str, Any] = field(default_factory=dict)
+    unfreeze_top_layers: int = 10
+    domain: str = ""
+    description: str = ""
+    top1_source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "zoo entry") -> ZooEntry:
+        where = f"{where} ({d.get('id', '?')})" if isinstance(d, dict) else where
+        shape = require(d, "input_shape", list, where)
+        if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+            raise EdgetuneError(
+                f"{where}: field 'input_shape'={shape}; expected [height, width, channels]"
+            )
+        weights = require(d, "weights", dict, where)
+        if weights.get("source") not in WEIGHT_SOURCES:
+            raise EdgetuneError(
+                f"{where}: field 'weights.source'={weights.get('source')!r}; accepted: {', '.join(WEIGHT_SOURCES)}"
+            )
+        norm = require(d, "normalization", dict, where)
+        return cls(
+            id=require(d, "id", str, where),
+            architecture=require(d, "architecture", str, where),
+            input_shape=(shape[0], shape[1], shape[2]),
+            normalization={
+                "scale": float(norm.get("scale", 1.0)),
+                "offset": float(norm.get("offset", 0.0)),
+            },
+            weights={k: str(v) for k, v in weights.items()},
+            params=require(d, "params", int, where),
+            macs=require(d, "macs", int, where),
+            peak_activation_bytes=require(d, "peak_activation_bytes", int, where),
+            top1=float(require(d, "top1", (int, float), where)),
+            arguments=dict(d.get("arguments") or {}),
+            unfreeze_top_layers=int(d.get("unfreeze_top_layers", 10)),
+            domain=str(d.get("domain", "")),
+            description=str(d.get("description", "")),
+            top1_source=str(d.get("top1_source", "")),
+        )
+
+
+def load_zoo(path: str | os.PathLike | None = None) -> dict[str, ZooEntry]:
+    """Zoo entries by id, from `path` or the packaged zoo/registry.yaml."""
+    path = Path(path) if path else packaged_file("edgetune.zoo", "registry.yaml")
+    doc = load_yaml(path)
+    entries = doc.get("models") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise EdgetuneError(f"{path}: expected a non-empty list under 'models'")
+    zoo: dict[str, ZooEntry] = {}
+    for i, raw in enumerate(entries):
+        entry = ZooEntry.from_dict(raw, where=f"{path}: models[{i}]")
+        if entry.id in zoo:
+            raise EdgetuneError(f"{path}: zoo id {entry.id!r} is defined twice")
+        zoo[entry.id] = entry
+    return zoo
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_problem(entry: ZooEntry, allow_download: bool = False) -> str | None:
+    """Why the entry's pretrained weights cannot be had right now, or None when they can."""
+    source = entry.weights["source"]
+    if source == "package":
+        path = packaged_file("edgetune.zoo", entry.weights["file"])
+        if not path.is_file():
+            return f"packaged weights {path} missing (run `make zoo`)"
+        expected = entry.weights.get("sha256", "")
+        if expected and sha256_file(path) != expected:
+            return f"packaged weights {path.name} do not match their sha256 in the registry"
+        return None
+    if source == "keras-imagenet":
+        cached = (KERAS_CACHE / entry.weights["cache_file"]).expanduser()
+        if cached.is_file() or allow_download:
+            return None
+        return f"ImageNet weights not in the Keras cache ({cached}) and downloads are off (allow_download=false)"
+    import fsspec
+
+    uri = entry.weights["uri"]
+    try:
+        fs, fs_path = fsspec.core.url_to_fs(uri)
+        return None if fs.exists(fs_path) else f"weights not found at {uri}"
+    except Exception as e:  # unknown protocol, missing backend, unreachable store
+        return f"weights at {uri} unreachable ({e})"
+
+
+def build_backbone(entry: ZooEntry, pretrained: bool = True) -> Any:
+    """The entry's backbone (input → feature vector) with its pretrained weights loaded.
+
+    Args:
+        entry: the zoo entry.
+        pretrained: False builds the same architecture with random weights (the
+            from-scratch baseline).
+    """
+    from edgetune.zoo import architectures
+
+    if entry.architecture == "digitnet":
+        model = architectures.digitnet(entry.input_shape, **entry.arguments)
+    elif entry.architecture.startswith("keras:"):
+        weights = "imagenet" if pretrained and entry.weights["source"] == "keras-imagenet" else None
+        model = architectures.keras_application(
+            entry.architecture.removeprefix("keras:"), entry.input_shape, weights, **entry.arguments
+        )
+    else:
+        raise EdgetuneError(
+            f"zoo entry {entry.id}: architecture {entry.architecture!r}; accepted: digitnet, keras:<Application>"
+        )
+    if pretrained and entry.weights["source"] in ("package", "uri"):
+        problem = weights_problem(entry)
+        if problem:
+            raise EdgetuneError(f"zoo entry {entry.id}: {problem}")
+        with _local_copy(entry) as path:
+            model.load_weights(str(path))
+    return model
+
+
+@contextlib.contextmanager
+def _local_copy(entry: ZooEntry) -> Iterator[Path]:
+    """A local path to the entry's weights, fetching a remote URI to a temporary file."""
+    if entry.weights["source"] == "package":
+        yield packaged_file("edgetune.zoo", entry.weights["file"])
+        return
+    import fsspec
+
+    uri = entry.weights["uri"]
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / (Path(uri).name or "weights.h5")
+        with fsspec.open(uri, "rb") as src:
+            local.write_bytes(src.read())
+        yield local
