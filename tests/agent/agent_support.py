@@ -1,0 +1,227 @@
+"""Shared by tests/agent and tests/components/deploy: a real tiny int8 model, keys, live agents.
+
+Loaded by both conftest files under one module name, so the model is converted once per
+session however many test folders use it.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow is imported
+from edgetune import bundle
+from edgetune.components.common.preprocessing import PreprocessSpec
+
+TOKEN = "test-token-0123456789"
+SPEC = PreprocessSpec(
+    height=8, width=8, channels=1, scale=1 / 255, offset=0.0, labels=("zero", "one", "two")
+)
+N_SAMPLES = 6
+
+
+@functools.cache
+def tiny_int8_model() -> bytes:
+    """A conv + dense classifier, 8x8x1 to 3 classes, full-integer int8 with int8 I/O."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((SPEC.height, SPEC.width, SPEC.channels)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(len(SPEC.labels), activation="softmax"),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.random((1, 8, 8, 1), dtype=np.float32)] for _ in range(32)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Statistics for quantized inputs...": expected here
+        return converter.convert()
+
+
+def litert_classes(model_bytes: bytes, pixels: np.ndarray) -> np.ndarray:
+    """What the build machine does: the class LiteRT gives each uint8 image."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes, num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = inp["quantization"]
+    classes = []
+    for image in pixels:
+        x = image[np.newaxis].astype(np.float32) * SPEC.scale + SPEC.offset
+        q = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], q)
+        interpreter.invoke()
+        classes.append(int(np.argmax(interpreter.get_tensor(out["index"]))))
+    return np.array(classes)
+
+
+def smoke_pixels() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (N_SAMPLES, 8, 8, 1), dtype=np.uint8)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0], mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedAgent:
+    """A real agent (the FastAPI app under uvicorn) on a loopback port, in a thread."""
+
+    def __init__(self, state_dir: Path, trusted_key: Path, token: str = TOKEN) -> None:
+        import uvicorn
+
+        from edgetune.agent.server import create_app
+
+        self.state_dir = state_dir
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(state_dir, trusted_key, token), log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"agent at {self.url} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+def start_cli_agent(
+    state_dir: Path, trusted_key: Path, token_file: Path
+) -> tuple[subprocess.Popen, str]:
+    """`python -m edgetune.cli agent serve ...` as a subprocess; returns it and its URL once up."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--port", str(port),
+           "--state-dir", str(state_dir), "--trusted-key", str(trusted_key),
+           "--token-file", str(token_file)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"CLI agent did not start: {proc.communicate()[1].decode()[-2000:]}")
+
+
+@dataclass(frozen=True)
+class Keys:
+    private: Path
+    public: Path
+    other_private: Path  # a key the agents do not trust
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    root = tmp_path_factory.mktemp("keys")
+    private, public = bundle.generate_keypair(root / "trusted")
+    other, _ = bundle.generate_keypair(root / "other")
+    return Keys(private, public, other)
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "model.tflite"
+    path.write_bytes(tiny_int8_model())
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_set(model_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    pixels = smoke_pixels()
+    return pixels, litert_classes(model_file.read_bytes(), pixels)
+
+
+@pytest.fixture
+def make_bundle(
+    tmp_path: Path, keys: Keys, model_file: Path, smoke_set: tuple[np.ndarray, np.ndarray]
+) -> Callable[..., Path]:
+    """make_bundle(version, disagree=False, key=None) -> a signed bundle file."""
+
+    def make(version: str = "1.0.0", *, disagree: bool = False, key: Path | None = None) -> Path:
+        pixels, expected = smoke_set
+        if disagree:  # what a model broken on the device would look like
+            expected = (expected + 1) % len(SPEC.labels)
+        return bundle.build_bundle(
+            tmp_path / f"bundle-{version}{'-bad' if disagree else ''}.tar",
+            model_file,
+            pixels,
+            expected,
+            version=version,
+            spec=SPEC,
+            metrics={"accuracy": 0.9},
+            mlflow_run_id="run-123",
+            data_fingerprint="fp-abc",
+            private_key=key or keys.private,
+        )
+
+    return make
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path, keys: Keys) -> Iterator[Callable[..., ThreadedAgent]]:
+    """start_agent(name) -> a running agent with its own state folder; stopped at teardown."""
+    agents: list[ThreadedAgent] = []
+
+    def start(name: str = "agent", token: str = TOKEN) -> ThreadedAgent:
+        agent = ThreadedAgent(tmp_path / name, keys.public, token)
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    """The push header; no header at all for an empty token."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def env_without_token() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "EDGETUNE_AGENT_TOKEN"}

@@ -1,0 +1,159 @@
+"""Bundles: what is signed, and every way a changed bundle is refused."""
+
+import hashlib
+import json
+import stat
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from edgetune import bundle, code_version
+from edgetune.bundle import BundleRejected
+from edgetune.errors import EdgetuneError
+
+support = sys.modules["edgetune_tests_agent_support"]  # loaded by conftest.py
+
+
+def members(path):
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
+
+
+def test_signed_bundle_opens_with_its_manifest_and_samples(
+    make_bundle, keys, model_file, smoke_set
+):
+    opened = bundle.open_bundle(make_bundle("1.2.0"), keys.public)
+
+    m = opened.manifest
+    assert (m.version, m.labels, m.spec) == ("1.2.0", support.SPEC.labels, support.SPEC)
+    assert m.files["model.tflite"]["sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert set(m.files) == {"model.tflite", "samples.npz"}
+    assert (m.mlflow_run_id, m.data_fingerprint, m.code_version) == (
+        "run-123",
+        "fp-abc",
+        code_version(),
+    )
+    assert m.smoke_min_agreement == 1.0 and m.metrics["accuracy"] == 0.9
+    pixels, expected = opened.samples()
+    np.testing.assert_array_equal(pixels, smoke_set[0])
+    np.testing.assert_array_equal(expected, smoke_set[1])
+
+
+def test_bundle_folder_written_by_the_agent_verifies_again(make_bundle, keys, tmp_path):
+    bundle.open_bundle(make_bundle(), keys.public).write_to(tmp_path / "v")
+
+    assert bundle.open_bundle(tmp_path / "v", keys.public).version == "1.0.0"
+    (tmp_path / "v" / "model.tflite").write_bytes(b"swapped on disk")
+    with pytest.raises(BundleRejected, match="model.tflite"):
+        bundle.open_bundle(tmp_path / "v", keys.public)
+
+
+def flip_model_byte(parts):
+    model = bytearray(parts["model.tflite"])
+    model[len(model) // 2] ^= 0xFF
+    return {**parts, "model.tflite": bytes(model)}
+
+
+def edit_manifest(parts):
+    manifest = json.loads(parts["manifest.json"])
+    manifest["smoke_min_agreement"] = 0.0
+    return {**parts, "manifest.json": json.dumps(manifest).encode()}
+
+
+def add_file(parts):
+    return {**parts, "notes.txt": b"unlisted"}
+
+
+def drop_samples(parts):
+    return {k: v for k, v in parts.items() if k != "samples.npz"}
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (flip_model_byte, "model.tflite: sha256 does not match"),
+        (edit_manifest, "manifest.sig does not verify"),
+        (add_file, "not listed in the manifest: notes.txt"),
+        (drop_samples, "missing: samples.npz"),
+    ],
+)
+def test_changed_bundle_is_refused_with_the_reason(make_bundle, keys, tamper, reason):
+    data = bundle.pack_tar(tamper(members(make_bundle())))
+
+    with pytest.raises(BundleRejected, match=reason):
+        bundle.open_bundle(data, keys.public)
+
+
+def test_bundle_signed_by_another_key_is_refused(make_bundle, keys):
+    with pytest.raises(BundleRejected, match="does not verify"):
+        bundle.open_bundle(make_bundle(key=keys.other_private), keys.public)
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/evil", "sub/model.tflite"])
+def test_member_outside_the_bundle_is_refused(make_bundle, keys, name):
+    data = bundle.pack_tar({**members(make_bundle()), name: b"x"})
+
+    with pytest.raises(BundleRejected, match="unsafe member|not a flat file name"):
+        bundle.open_bundle(data, keys.public)
+
+
+def test_signed_but_malformed_manifest_is_refused(keys):
+    key = bundle.load_private_key(keys.private)
+    manifest = b'{"created": "2024-01-01T00:00:00+00:00"}'
+    data = bundle.pack_tar({"manifest.json": manifest, "manifest.sig": key.sign(manifest)})
+
+    with pytest.raises(BundleRejected, match="missing field 'version'|preprocessing"):
+        bundle.open_bundle(data, keys.public)
+
+
+def test_not_a_tar_is_refused(keys):
+    with pytest.raises(BundleRejected, match="not an uncompressed tar"):
+        bundle.open_bundle(b"\x1f\x8b gzip or garbage" * 40, keys.public)
+
+
+def test_build_refuses_samples_that_do_not_match_the_spec(tmp_path, keys, model_file):
+    with pytest.raises(EdgetuneError, match=r"uint8 \[N, 8, 8, 1\]"):
+        bundle.build_bundle(
+            tmp_path / "b.tar", model_file, np.zeros((2, 4, 4, 1), np.uint8), np.zeros(2, int),
+            version="1", spec=support.SPEC, metrics={}, mlflow_run_id=None,
+            data_fingerprint=None, private_key=keys.private,
+        )  # fmt: skip
+    assert not (tmp_path / "b.tar").exists()
+
+
+def test_keygen_is_idempotent_and_keeps_the_secret_private(tmp_path):
+    private, public = bundle.generate_keypair(tmp_path)
+    before = private.read_bytes()
+
+    assert bundle.generate_keypair(tmp_path) == (private, public)
+    assert private.read_bytes() == before
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    bundle.generate_keypair(tmp_path, force=True)
+    assert private.read_bytes() != before
+
+
+def test_keygen_refuses_half_a_pair(tmp_path):
+    bundle.generate_keypair(tmp_path)
+    (tmp_path / "signing.pub").unlink()
+
+    with pytest.raises(EdgetuneError, match="signing.key exists without its pair"):
+        bundle.generate_keypair(tmp_path)
+
+
+def test_key_loading_errors_name_the_file(tmp_path, keys):
+    not_a_key = tmp_path / "junk.pem"
+    not_a_key.write_text("hello")
+
+    with pytest.raises(EdgetuneError, match="junk.pem: not a PEM public key"):
+        bundle.load_public_key(not_a_key)
+    with pytest.raises(EdgetuneError, match="missing.pem: cannot read key file"):
+        bundle.load_private_key(tmp_path / "missing.pem")
+    with pytest.raises(EdgetuneError, match="signing.key: not a PEM public key"):
+        bundle.load_public_key(keys.private)
+
+
+def test_peek_manifest_reads_the_version_without_a_key(make_bundle):
+    assert bundle.peek_manifest(make_bundle("3.1.4")).version == "3.1.4"
+    assert bundle.peek_manifest(make_bundle().read_bytes()).version == "1.0.0"
