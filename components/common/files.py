@@ -7,6 +7,7 @@ same directory and are renamed into place, so a reader never sees half a file.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import shutil
@@ -35,8 +36,16 @@ EVALUATION = "evaluation.json"
 CONFUSION_PNG = "confusion_{stage}.png"
 # deploy
 DEPLOY_REPORT = "deploy_report.json"
+BUNDLE = "bundle-{version}.tar"
 # any run
 SUMMARY = "summary.json"
+
+
+def artifact_dir(artifact_path: str | os.PathLike) -> Path:
+    """A KFP output artifact used as a folder: created on first use."""
+    path = Path(artifact_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def split_file(directory: str | os.PathLike, split: str) -> Path:
@@ -91,6 +100,11 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip at maximum compression: what pruning's zeros save on the wire."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
 def _json_default(obj: Any) -> Any:

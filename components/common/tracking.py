@@ -144,3 +144,37 @@ def epoch_logger(prefix: str):
         mlflow.log_metrics({f"{name}{k}": float(v) for k, v in logs.items()}, step=epoch)
 
     return log
+
+
+def register_model_file(
+    path: str, *, name: str = REGISTERED_MODEL, tags: dict[str, str] | None = None
+) -> str:
+    """Logs `path` in the active run and registers it as a new version of model `name`.
+
+    Returns:
+        The new version number, as a string.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mlflow.log_artifact(path, "registered")
+    source = mlflow.get_artifact_uri(f"registered/{Path(path).name}")
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(
+            name, description="edgetune int8 .tflite models, as judged by the gate"
+        )
+    version = client.create_model_version(
+        name, source=source, run_id=mlflow.active_run().info.run_id, tags=tags
+    )
+    return str(version.version)
+
+
+def set_model_alias(
+    alias: str, version: str, *, name: str = REGISTERED_MODEL, tracking_uri: str = ""
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)

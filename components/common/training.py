@@ -1,0 +1,114 @@
+"""Training helpers shared by fine_tune, prune and qat: data in, Keras fit with epoch hooks.
+
+TensorFlow is imported inside the functions; importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetune.components.common import files
+from edgetune.components.common.preprocessing import PreprocessSpec, normalize
+
+EpochHook = Callable[[str, int, dict[str, float]], None]
+SPLITS = ("train", "val", "test")
+
+
+def load_spec(data_dir: str | os.PathLike) -> PreprocessSpec:
+    return PreprocessSpec.from_dict(files.read_json(Path(data_dir) / files.PREPROCESSING_SPEC))
+
+
+def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split's model-ready float input and integer labels."""
+    spec = load_spec(data_dir)
+    with np.load(files.split_file(data_dir, split)) as npz:
+        return normalize(npz["x"], spec), npz["y"].astype(np.int32)
+
+
+def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def compile_classifier(model: Any, learning_rate: float) -> None:
+    import tf_keras as keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def epoch_callback(phase: str, on_epoch: EpochHook | None) -> list[Any]:
+    """A Keras callback forwarding each epoch's logs to `on_epoch(phase, epoch, logs)`."""
+    if on_epoch is None:
+        return []
+    import tf_keras as keras
+
+    def forward(epoch: int, logs: dict[str, float] | None) -> None:
+        on_epoch(phase, epoch, {k: float(v) for k, v in (logs or {}).items()})
+
+    return [keras.callbacks.LambdaCallback(on_epoch_end=forward)]
+
+
+def early_stopping(patience: int) -> list[Any]:
+    import tf_keras as keras
+
+    if patience <= 0:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True
+        )
+    ]
+
+
+def train_all_but_batchnorm(model: Any) -> None:
+    """Every layer learns except BatchNormalization, which stays in inference mode.
+
+    Keras 2 runs a frozen BatchNormalization layer in inference mode; with a few small
+    batches of the user's data, batch statistics would wreck the pretrained moving ones.
+    """
+    import tf_keras as keras
+
+    for layer in model.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(predictions, axis=-1) == y))
+
+
+def set_seed(seed: int) -> None:
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def save_model(model: Any, path: str | os.PathLike) -> Path:
+    """Saves a Keras model as H5, atomically (no half-written model file)."""
+    with files.atomic_path(path) as tmp:
+        model.save(tmp, save_format="h5", include_optimizer=False)
+    return Path(path)
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Loads a float or pruned (stripped) Keras model saved by `save_model`."""
+    import tf_keras as keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+def history_of(history: Any) -> dict[str, list[float]]:
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}

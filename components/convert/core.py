@@ -1,0 +1,125 @@
+"""convert: the float32 .tflite baseline and the full-integer int8 .tflite, each checked in LiteRT."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetune.components.common import files, litert
+from edgetune.errors import EdgetuneError
+
+
+@dataclass(frozen=True)
+class TfliteCheck:
+    """What LiteRT reports about a converted file."""
+
+    path: str
+    size_bytes: int
+    gzip_bytes: int
+    input_dtype: str
+    output_dtype: str
+    input_shape: tuple[int, ...]
+    input_quantization: tuple[float, int]
+    output_quantization: tuple[float, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "input_shape": list(self.input_shape)}
+
+
+def to_float_tflite(model: Any) -> bytes:
+    """A float32 .tflite with no optimization: the plain path of the seed document."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def to_int8_tflite(model: Any, representative: np.ndarray) -> bytes:
+    """A full-integer .tflite: int8 weights, activations, input and output.
+
+    Args:
+        model: a QAT model (its fake-quant ranges are used) or a float model (ranges are
+            calibrated on `representative`).
+        representative: model-ready float inputs from the training split.
+    """
+    import tensorflow as tf
+
+    if len(representative) == 0:
+        raise EdgetuneError("convert needs at least one representative training example")
+
+    def samples():
+        for x in representative:
+            yield [x[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def check_tflite(path: str | os.PathLike, sample: np.ndarray) -> TfliteCheck:
+    """Loads the file in LiteRT, runs one sample and reports its tensors.
+
+    Raises:
+        EdgetuneError: LiteRT cannot load or run the file, or its output is not finite.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        interpreter = litert.load(str(path))
+        scores = litert.run_one(interpreter, sample)
+    except (RuntimeError, ValueError) as e:
+        raise EdgetuneError(f"{path.name}: LiteRT cannot run it ({e})") from None
+    if not np.all(np.isfinite(scores)):
+        raise EdgetuneError(f"{path.name}: LiteRT output is not finite")
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    return TfliteCheck(
+        path=path.name,
+        size_bytes=len(data),
+        gzip_bytes=files.gzip_size(data),
+        input_dtype=np.dtype(inp["dtype"]).name,
+        output_dtype=np.dtype(out["dtype"]).name,
+        input_shape=tuple(int(d) for d in inp["shape"]),
+        input_quantization=(float(inp["quantization"][0]), int(inp["quantization"][1])),
+        output_quantization=(float(out["quantization"][0]), int(out["quantization"][1])),
+    )
+
+
+def convert(
+    float_model: Any,
+    qat_model: Any,
+    representative: np.ndarray,
+    float_out: str | os.PathLike,
+    int8_out: str | os.PathLike,
+) -> dict[str, Any]:
+    """Writes both .tflite files (atomically), checks each in LiteRT, and reports sizes.
+
+    Returns:
+        {"tflite_float": TfliteCheck dict, "tflite_int8": ..., "int8_to_float": size ratio,
+        "int8_gzip_to_float": gzipped int8 over the float file}.
+
+    Raises:
+        EdgetuneError: a file does not load in LiteRT, or the int8 file's input or output
+            is not int8.
+    """
+    files.write_bytes(float_out, to_float_tflite(float_model))
+    files.write_bytes(int8_out, to_int8_tflite(qat_model, representative))
+    float_check = check_tflite(float_out, representative[:1])
+    int8_check = check_tflite(int8_out, representative[:1])
+    if (int8_check.input_dtype, int8_check.output_dtype) != ("int8", "int8"):
+        raise EdgetuneError(
+            f"{int8_check.path}: input {int8_check.input_dtype}, output {int8_check.output_dtype}; expected int8"
+        )
+    return {
+        "tflite_float": float_check.to_dict(),
+        "tflite_int8": int8_check.to_dict(),
+        "int8_to_float": int8_check.size_bytes / float_check.size_bytes,
+        "int8_gzip_to_float": int8_check.gzip_bytes / float_check.size_bytes,
+    }

@@ -1,0 +1,199 @@
+"""evaluate: every stage's accuracy on the test split, the .tflite files run in LiteRT, and the gate.
+
+The gate judges the exact int8 file that would ship, as the device runtime runs it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetune.components.common import files, litert
+from edgetune.components.common.config import DeviceProfile
+from edgetune.errors import EdgetuneError
+
+KERAS_STAGES = ("float", "pruned", "qat")
+TFLITE_STAGES = ("tflite_float", "tflite_int8")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """When the int8 file may ship.
+
+    Attributes:
+        min_accuracy: the int8 file's test accuracy must reach this (fraction, 0..1).
+        max_drop_points: and lose at most this many percentage points against the float
+            Keras model.
+    """
+
+    min_accuracy: float = 0.95
+    max_drop_points: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_accuracy <= 1.0:
+            raise EdgetuneError(
+                f"gate min_accuracy={self.min_accuracy}; accepted: [0, 1] (a fraction)"
+            )
+        if self.max_drop_points < 0:
+            raise EdgetuneError(f"gate max_drop_points={self.max_drop_points}; must be >= 0")
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
+) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/support and the confusion matrix (rows: truth)."""
+    n = len(labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    per_class = {}
+    for i, label in enumerate(labels):
+        predicted, actual = confusion[:, i].sum(), confusion[i, :].sum()
+        per_class[label] = {
+            "precision": float(confusion[i, i] / predicted) if predicted else 0.0,
+            "recall": float(confusion[i, i] / actual) if actual else 0.0,
+            "support": int(actual),
+        }
+    return {
+        "accuracy": float(np.trace(confusion) / max(1, confusion.sum())),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def plot_confusion(
+    confusion: list[list[int]], labels: list[str], title: str, out: str | os.PathLike
+) -> Path:
+    """Writes the confusion matrix as a PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(confusion)
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
+    ax.set_xticklabels(labels, rotation=90)
+    ax.set_yticklabels(labels)
+    for (i, j), v in np.ndenumerate(matrix):
+        if v:
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v > matrix.max() / 2 else "black",
+            )
+    fig.tight_layout()
+    with files.atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def keras_predictions(model: Any, x: np.ndarray) -> np.ndarray:
+    return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=-1)
+
+
+def tflite_stage(
+    path: str | os.PathLike, x: np.ndarray, latency_runs: int = 200
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Predictions of a .tflite in LiteRT (one thread) and its size and median latency."""
+    interpreter = litert.load(str(path), num_threads=1)
+    predictions = np.argmax(litert.predict(interpreter, x), axis=-1)
+    data = Path(path).read_bytes()
+    return predictions, {
+        "size_bytes": len(data),
+        "gzip_bytes": files.gzip_size(data),
+        "latency_ms_p50": litert.median_latency_ms(interpreter, x[:1], runs=latency_runs),
+    }
+
+
+def gate(
+    stages: dict[str, dict[str, Any]], policy: GatePolicy, device: DeviceProfile
+) -> tuple[bool, list[str]]:
+    """The ship decision for the int8 file, with one reason per check, passed or not."""
+    int8, reference = stages["tflite_int8"], stages["float"]
+    drop = (reference["accuracy"] - int8["accuracy"]) * 100.0
+    checks = [
+        (
+            int8["accuracy"] >= policy.min_accuracy,
+            f"int8 accuracy {int8['accuracy']:.2%} {'>=' if int8['accuracy'] >= policy.min_accuracy else '<'} minimum {policy.min_accuracy:.2%}",
+        ),
+        (
+            drop <= policy.max_drop_points,
+            f"int8 loses {drop:.2f} points against the float model ({reference['accuracy']:.2%}); allowed {policy.max_drop_points:.2f}",
+        ),
+        (
+            int8["size_bytes"] <= device.flash_bytes,
+            f"int8 file {int8['size_bytes']:,} bytes {'<=' if int8['size_bytes'] <= device.flash_bytes else '>'} flash budget {device.flash_bytes:,} of {device.name}",
+        ),
+    ]
+    return all(ok for ok, _ in checks), [f"{'pass' if ok else 'FAIL'}: {why}" for ok, why in checks]
+
+
+def evaluate(
+    keras_models: dict[str, Any],
+    tflite_files: dict[str, str | os.PathLike],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    labels: list[str],
+    policy: GatePolicy,
+    device: DeviceProfile,
+    out_dir: str | os.PathLike,
+    *,
+    latency_runs: int = 200,
+) -> dict[str, Any]:
+    """Scores every stage on the test split, draws its confusion matrix, and decides the gate.
+
+    Args:
+        keras_models: {"float", "pruned", "qat"} → Keras model.
+        tflite_files: {"tflite_float", "tflite_int8"} → .tflite path.
+        x_test, y_test: model-ready test inputs and labels.
+        labels: class names, index order.
+        policy: the gate thresholds.
+        device: the profile whose flash budget the int8 file must fit.
+        out_dir: where evaluation.json and confusion_<stage>.png are written.
+
+    Returns:
+        {"stages": {stage: metrics}, "gate": {"blessed", "reasons", "policy"}}.
+    """
+    missing = set(KERAS_STAGES) - keras_models.keys() | set(TFLITE_STAGES) - tflite_files.keys()
+    if missing:
+        raise EdgetuneError(f"evaluate is missing stages: {', '.join(sorted(missing))}")
+    stages: dict[str, dict[str, Any]] = {}
+    for stage in KERAS_STAGES:
+        stages[stage] = classification_metrics(
+            y_test, keras_predictions(keras_models[stage], x_test), labels
+        )
+    for stage in TFLITE_STAGES:
+        predictions, extra = tflite_stage(tflite_files[stage], x_test, latency_runs)
+        stages[stage] = {**classification_metrics(y_test, predictions, labels), **extra}
+    for stage, metrics in stages.items():
+        plot_confusion(
+            metrics["confusion"],
+            labels,
+            f"{stage}: accuracy {metrics['accuracy']:.2%}",
+            Path(out_dir) / files.CONFUSION_PNG.format(stage=stage),
+        )
+    blessed, reasons = gate(stages, policy, device)
+    report = {
+        "stages": stages,
+        "gate": {"blessed": blessed, "reasons": reasons, "policy": asdict(policy)},
+        "n_test": int(len(y_test)),
+    }
+    files.write_json(Path(out_dir) / files.EVALUATION, report)
+    return report

@@ -1,0 +1,171 @@
+"""fine_tune: a new head on a pretrained backbone, trained frozen, then gently unfrozen.
+
+The classifier is one flat Functional graph from the backbone's input to the new head:
+QAT cannot quantize a model nested inside another model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgetune.components.common import training
+from edgetune.errors import EdgetuneError
+from edgetune.zoo.registry import ZooEntry, build_backbone
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Hyper-parameters of the two phases (the seed recipe: freeze, new head, small LR).
+
+    Attributes:
+        head_epochs: phase 1, backbone frozen, only the new head learns.
+        unfreeze_epochs: phase 2, the top `unfreeze_top_layers` backbone layers learn too.
+        unfreeze_top_layers: how many of the backbone's last layers phase 2 opens;
+            0 uses the zoo entry's own default.
+        head_learning_rate: Adam learning rate of phase 1.
+        unfreeze_learning_rate: the smaller learning rate of phase 2.
+        batch_size: examples per step.
+        dropout: dropout before the new head.
+        patience: epochs without a better validation loss before a phase stops early
+            (the best weights are restored); 0 disables early stopping.
+        seed: seeds weight init, shuffling and dropout.
+    """
+
+    head_epochs: int = 8
+    unfreeze_epochs: int = 10
+    unfreeze_top_layers: int = 0
+    head_learning_rate: float = 1e-3
+    unfreeze_learning_rate: float = 3e-4
+    batch_size: int = 32
+    dropout: float = 0.2
+    patience: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("head_epochs", "unfreeze_epochs", "unfreeze_top_layers", "patience"):
+            if getattr(self, name) < 0:
+                raise EdgetuneError(f"fine_tune {name}={getattr(self, name)}; must be >= 0")
+        if self.head_epochs + self.unfreeze_epochs == 0:
+            raise EdgetuneError("fine_tune head_epochs + unfreeze_epochs = 0; nothing would train")
+        if self.batch_size < 1:
+            raise EdgetuneError(f"fine_tune batch_size={self.batch_size}; must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise EdgetuneError(f"fine_tune dropout={self.dropout}; accepted: [0, 1)")
+        for name in ("head_learning_rate", "unfreeze_learning_rate"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise EdgetuneError(f"fine_tune {name}={getattr(self, name)}; accepted: (0, 1)")
+
+
+def build_classifier(backbone: Any, num_classes: int, dropout: float) -> Any:
+    """The backbone's graph extended by dropout and a softmax head: one flat model."""
+    import tf_keras as keras
+
+    x = keras.layers.Dropout(dropout, name="head_dropout")(backbone.output)
+    head = keras.layers.Dense(num_classes, activation="softmax", name="head")(x)
+    return keras.Model(backbone.input, head, name=f"{backbone.name}_classifier")
+
+
+def set_backbone_trainable(backbone: Any, top_layers: int) -> int:
+    """Freezes the backbone but its last `top_layers` layers; returns how many can learn.
+
+    BatchNormalization layers stay frozen, which in Keras 2 also keeps them in inference
+    mode: their moving statistics, learned on the large pretraining corpus, are not
+    disturbed by a few small batches of the user's data.
+    """
+    import tf_keras as keras
+
+    layers = backbone.layers
+    opened = 0
+    for i, layer in enumerate(layers):
+        open_it = i >= len(layers) - top_layers and not isinstance(
+            layer, keras.layers.BatchNormalization
+        )
+        layer.trainable = open_it
+        opened += int(open_it and bool(layer.weights))
+    return opened
+
+
+def fine_tune(
+    entry: ZooEntry,
+    data_dir: str | os.PathLike,
+    config: FineTuneConfig,
+    *,
+    pretrained: bool = True,
+    on_epoch: training.EpochHook | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Trains a classifier for the data in `data_dir` on the zoo entry's backbone.
+
+    Args:
+        entry: the backbone chosen by select_model.
+        data_dir: preprocess output (train/val splits and the preprocessing spec).
+        config: the two phases' hyper-parameters.
+        pretrained: False trains the same architecture from random weights, every layer
+            learning in both phases: the baseline the pretraining must beat.
+        on_epoch: called as (phase, epoch, logs) after every epoch.
+
+    Returns:
+        The float Keras model and a report (per-phase history, val accuracy, layer counts).
+    """
+    spec = training.load_spec(data_dir)
+    if tuple(entry.input_shape) != (spec.height, spec.width, spec.channels):
+        raise EdgetuneError(
+            f"data in {data_dir} is {spec.height}x{spec.width}x{spec.channels}, "
+            f"but {entry.id} takes {entry.input_shape}; preprocess for the chosen model"
+        )
+    training.set_seed(config.seed)
+    x_train, y_train = training.load_split(data_dir, "train")
+    x_val, y_val = training.load_split(data_dir, "val")
+    train = training.dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
+    val = training.dataset(x_val, y_val, config.batch_size, shuffle=False)
+
+    backbone = build_backbone(entry, pretrained=pretrained)
+    model = build_classifier(backbone, len(spec.labels), config.dropout)
+    top_layers = config.unfreeze_top_layers or entry.unfreeze_top_layers
+    phases = [
+        (
+            "head",
+            config.head_epochs,
+            config.head_learning_rate,
+            0 if pretrained else len(backbone.layers),
+        ),
+        ("unfreeze", config.unfreeze_epochs, config.unfreeze_learning_rate, top_layers),
+    ]
+    if not pretrained:  # the baseline trains everything at the head's rate, no early stop
+        phases = [
+            (
+                "scratch",
+                config.head_epochs + config.unfreeze_epochs,
+                config.head_learning_rate,
+                len(backbone.layers),
+            )
+        ]
+    report: dict[str, Any] = {
+        "zoo_id": entry.id,
+        "pretrained": pretrained,
+        "config": asdict(config),
+        "phases": {},
+    }
+    for phase, epochs, learning_rate, opened in phases:
+        if epochs == 0:
+            continue
+        trainable = set_backbone_trainable(backbone, opened)
+        training.compile_classifier(model, learning_rate)
+        callbacks = training.epoch_callback(phase, on_epoch)
+        if pretrained:
+            callbacks += training.early_stopping(config.patience)
+        history = model.fit(
+            train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=2
+        )
+        report["phases"][phase] = {
+            "epochs_run": len(history.history["loss"]),
+            "learning_rate": learning_rate,
+            "trainable_backbone_layers": trainable,
+            "history": training.history_of(history),
+        }
+    training.train_all_but_batchnorm(model)  # as prune and qat will train it
+    report["val_accuracy"] = training.accuracy(model, x_val, y_val)
+    report["params"] = int(model.count_params())
+    report["layers"] = len(model.layers)
+    return model, report

@@ -1,0 +1,126 @@
+"""prune: magnitude pruning to a target sparsity with tensorflow-model-optimization.
+
+A pruned model is only smaller once `strip_pruning` has removed the wrappers and the file is
+compressed (gzip): the zeros are stored like any other weight.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgetune.components.common import training
+from edgetune.errors import EdgetuneError
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Attributes:
+    target_sparsity: fraction of each prunable kernel set to zero, in [0, 1).
+    epochs: retraining epochs; the schedule ramps sparsity up over all but the last
+        one, which trains at the final sparsity so accuracy can recover.
+    learning_rate: Adam learning rate while pruning.
+    batch_size: examples per step.
+    seed: seeds shuffling.
+    """
+
+    target_sparsity: float = 0.5
+    epochs: int = 4
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.target_sparsity < 1.0:
+            raise EdgetuneError(f"prune target_sparsity={self.target_sparsity}; accepted: [0, 1)")
+        if self.epochs < 1:
+            raise EdgetuneError(f"prune epochs={self.epochs}; must be >= 1")
+        if self.batch_size < 1:
+            raise EdgetuneError(f"prune batch_size={self.batch_size}; must be >= 1")
+        if not 0.0 < self.learning_rate < 1.0:
+            raise EdgetuneError(f"prune learning_rate={self.learning_rate}; accepted: (0, 1)")
+
+
+def prunable_kernels(model: Any) -> dict[str, np.ndarray]:
+    """The weights magnitude pruning acts on (Conv and Dense kernels), by layer name.
+
+    Works on a plain model and on a QAT model, whose layers are wrapped (the wrapped
+    layer keeps its name), so sparsity is measured the same way before and after QAT.
+    """
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    kernels = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if not prune_registry.PruneRegistry.supports(inner):
+            continue
+        for weight in prune_registry.PruneRegistry._weight_names(inner):  # kernel, not bias
+            kernels[inner.name] = getattr(inner, weight).numpy()
+    return kernels
+
+
+def sparsity(model: Any) -> float:
+    """Fraction of zeros over all prunable kernels."""
+    kernels = prunable_kernels(model).values()
+    total = sum(k.size for k in kernels)
+    return float(sum(int(np.count_nonzero(k == 0)) for k in kernels) / total) if total else 0.0
+
+
+def prune(
+    model: Any,
+    data_dir: str | os.PathLike,
+    config: PruneConfig,
+    *,
+    on_epoch: training.EpochHook | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Prunes `model` by magnitude to `config.target_sparsity` while retraining it.
+
+    Precondition: `model` is a flat Functional or Sequential tf_keras model (no nested
+    models), as fine_tune builds.
+
+    Returns:
+        The stripped model (plain Keras layers, zeros in the kernels) and a report with
+        the measured sparsity of the prunable kernels and the validation accuracy.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    training.set_seed(config.seed)
+    x_train, y_train = training.load_split(data_dir, "train")
+    x_val, y_val = training.load_split(data_dir, "val")
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    ramp_steps = steps_per_epoch * max(1, config.epochs - 1)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=config.target_sparsity,
+        begin_step=0,
+        end_step=ramp_steps,
+        # The default frequency (100 steps) would skip the whole ramp on a small data set.
+        frequency=max(1, min(100, ramp_steps // 10)),
+    )
+    training.train_all_but_batchnorm(model)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    training.compile_classifier(pruned, config.learning_rate)
+    callbacks = [
+        tfmot.sparsity.keras.UpdatePruningStep(),
+        *training.epoch_callback("prune", on_epoch),
+    ]
+    history = pruned.fit(
+        training.dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed),
+        validation_data=training.dataset(x_val, y_val, config.batch_size, shuffle=False),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    report = {
+        "config": asdict(config),
+        "sparsity": sparsity(stripped),
+        "pruned_layers": sorted(prunable_kernels(stripped)),
+        "val_accuracy": training.accuracy(stripped, x_val, y_val),
+        "history": training.history_of(history),
+    }
+    return stripped, report

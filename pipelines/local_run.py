@@ -1,0 +1,120 @@
+"""`make local-run`: the same DAG a cluster runs, on this machine through kfp.local.
+
+Starts local agents (the fleet), runs the pipeline with the SubprocessRunner in this
+environment, then writes runs/<run>/summary.json and prints it as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edgetune.components.common import files, summary, tracking
+from edgetune.errors import EdgetuneError
+from edgetune.pipelines import params as run_params
+
+DEMO_DATA = Path("data/digits")
+KEY_DIR = Path(".edgetune/keys")
+
+
+def prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's parameters: preset + overrides, checked, with local paths made absolute."""
+    params = run_params.apply_overrides(run_params.load_preset(args.preset), args.overrides)
+    params = run_params.check_parameters(params)
+    run_params.validate_values(params)
+    data = run_params.local_data_path(str(params["data_uri"]))
+    if data is not None and data == DEMO_DATA and not data.exists():
+        from edgetune.demo_data import write_demo_digits
+
+        print(f"writing the demo data set to {data} (edgetune demo-data)")
+        write_demo_digits(data)
+    if data is not None and not data.exists():
+        raise EdgetuneError(f"data_uri {params['data_uri']}: no such file or folder")
+    params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
+    return run_params.resolve_file_params(params)
+
+
+def run_pipeline(params: dict[str, Any], out: Path) -> float:
+    """Runs the DAG through kfp.local; returns its wall time in seconds."""
+    from kfp import local
+
+    from edgetune.pipelines.edgetune_pipeline import edgetune_pipeline
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(out / "kfp"),
+        raise_on_error=False,
+    )
+    start = time.perf_counter()
+    edgetune_pipeline(**params)
+    return time.perf_counter() - start
+
+
+def collect_summary(params: dict[str, Any], wall_seconds: float, out: Path) -> dict[str, Any]:
+    """summary.json from the parent MLflow run (finalize wrote it), plus the local wall time."""
+    import mlflow
+
+    experiment_id = tracking.use_experiment(
+        params["tracking_uri"], params.get("experiment", "edgetune")
+    )
+    parent = tracking.find_parent_run(experiment_id, params["run_name"])
+    if parent is None:
+        raise EdgetuneError(
+            f"no MLflow run for {params['run_name']} in {params['tracking_uri']}: the pipeline did not start"
+        )
+    client = mlflow.MlflowClient()
+    try:
+        result = json.loads(
+            Path(client.download_artifacts(parent.info.run_id, files.SUMMARY, str(out))).read_text()
+        )
+    except Exception:  # finalize itself did not run: assemble what the components left
+        result = summary.build_summary(experiment_id, parent, status="FAILED")
+    result["wall_seconds"] = round(wall_seconds, 2)
+    result["artifacts"] = {
+        p.parent.parent.name + "/" + p.parent.name: str(p)
+        for p in sorted((out / "kfp").glob("*/*/*/*.tflite"))
+    }
+    files.write_json(out / files.SUMMARY, result)
+    client.log_artifact(parent.info.run_id, str(out / files.SUMMARY))
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    params = prepare(args)
+    run_name = f"local-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    out = Path(args.out).resolve() / run_name
+    out.mkdir(parents=True, exist_ok=False)
+    params["run_name"] = run_name
+    fleet = None
+    if args.agents > 0:
+        from edgetune.agent.local_fleet import start_local_fleet
+        from edgetune.bundle import generate_keypair
+
+        private, public = generate_keypair(KEY_DIR)
+        fleet = start_local_fleet(args.agents, out / "agents", public)
+        params.setdefault("fleet_file", str(fleet.fleet_file))
+        params.setdefault("signing_key", str(private.resolve()))
+        print(f"started {args.agents} local agents: {', '.join(fleet.urls)}")
+    try:
+        wall = run_pipeline(params, out)
+        result = collect_summary(params, wall, out)
+    finally:
+        if fleet is not None and not args.keep_agents:
+            fleet.stop()
+    print("\n" + summary.format_table(result))
+    print(
+        f"\nsummary: {out / files.SUMMARY}\nMLflow:  make mlflow-ui (tracking {params['tracking_uri']})"
+    )
+    if fleet is not None and args.keep_agents:
+        print(
+            f"agents still running: {', '.join(fleet.urls)} (fleet file {fleet.fleet_file}); stop with kill"
+        )
+    if result.get("status") != "SUCCEEDED":
+        errors = result.get("errors") or {}
+        first = next(iter(errors.items()), ("pipeline", "failed"))
+        raise EdgetuneError(f"run {run_name} failed in {first[0]}: {first[1]}")
+    return 0
