@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 # this package before it imports TensorFlow.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Progress bars for single small artifact downloads only clutter the logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def code_version() -> str:

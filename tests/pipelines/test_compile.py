@@ -1,0 +1,65 @@
+"""The DAG compiles to KFP v2 IR that a cluster accepts: every task, the gate, the exit handler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgetune.images import COMPONENT_IMAGE
+from edgetune.pipelines.compile import compile_pipeline
+
+NINE = {
+    "ingest",
+    "select-model",
+    "preprocess",
+    "fine-tune",
+    "prune",
+    "qat",
+    "convert",
+    "evaluate",
+    "deploy",
+}
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    """Every task in the root DAG and its sub-DAGs (exit handler, condition)."""
+    found = {}
+    for dag in [
+        spec["root"]["dag"],
+        *(c["dag"] for c in spec["components"].values() if "dag" in c),
+    ]:
+        found.update(dag["tasks"])
+    return found
+
+
+def test_pipeline_compiles_with_nine_components_gate_and_exit_handler(tmp_path: Path) -> None:
+    out = compile_pipeline(tmp_path / "edgetune.yaml")
+    spec = yaml.safe_load(out.read_text())
+
+    tasks = _tasks(spec)
+    assert NINE | {"finalize"} <= set(tasks)
+    deploy_trigger = [t for t in tasks.values() if t.get("triggerPolicy", {}).get("condition")]
+    assert any("evaluate" in t["triggerPolicy"]["condition"] for t in deploy_trigger)
+    assert tasks["finalize"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {COMPONENT_IMAGE}
+    assert "data_uri" in spec["root"]["inputDefinitions"]["parameters"]
+
+
+def test_compile_writes_atomically_and_keeps_old_file_on_failure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "edgetune.yaml"
+    out.write_text("previous")
+    from kfp import compiler
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("compiler failed")
+
+    monkeypatch.setattr(compiler.Compiler, "compile", broken)
+    with pytest.raises(RuntimeError, match="compiler failed"):
+        compile_pipeline(out)
+    assert out.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["edgetune.yaml"]
