@@ -25,7 +25,8 @@ from edgetune.components.common.config import packaged_file
 
 ZOO_ID = "edgetune-digitnet-32"
 INPUT_SHAPE = (32, 32, 1)
-WEIGHTS_FILE = "digitnet_mnist.weights.h5"
+# Not "*.weights.h5": tf_keras reads that suffix as the Keras 3 weights format.
+WEIGHTS_FILE = "digitnet_mnist_weights.h5"
 REPORT_FILE = "digitnet_mnist.json"
 HELD_OUT = 500
 EPOCHS = 12

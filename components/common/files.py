@@ -48,6 +48,15 @@ def artifact_dir(artifact_path: str | os.PathLike) -> Path:
     return path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def split_file(directory: str | os.PathLike, split: str) -> Path:
     return Path(directory) / SPLIT_FILE.format(split=split)
 
@@ -61,6 +70,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should read like any other
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -64,7 +64,7 @@ def build_classifier(backbone: Any, num_classes: int, dropout: float) -> Any:
 
     x = keras.layers.Dropout(dropout, name="head_dropout")(backbone.output)
     head = keras.layers.Dense(num_classes, activation="softmax", name="head")(x)
-    return keras.Model(backbone.input, head, name=f"{backbone.name}_classifier")
+    return keras.Model(backbone.input, head, name=backbone.name)
 
 
 def set_backbone_trainable(backbone: Any, top_layers: int) -> int:

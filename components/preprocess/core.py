@@ -68,6 +68,9 @@ class AugmentPolicy:
     def from_dict(cls, d: dict[str, Any] | None) -> AugmentPolicy:
         """A policy from a config mapping; missing fields keep their defaults."""
         d = dict(d or {})
+        # A KFP dict parameter travels as a protobuf Struct, where every number is a double.
+        if isinstance(d.get("copies"), float) and d["copies"].is_integer():
+            d["copies"] = int(d["copies"])
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             accepted = ", ".join(f.name for f in fields(cls))

@@ -58,8 +58,12 @@ def prunable_kernels(model: Any) -> dict[str, np.ndarray]:
         inner = getattr(layer, "layer", layer)
         if not prune_registry.PruneRegistry.supports(inner):
             continue
-        for weight in prune_registry.PruneRegistry._weight_names(inner):  # kernel, not bias
-            kernels[inner.name] = getattr(inner, weight).numpy()
+        # Read the variables, not the layer attributes: inside a QAT wrapper the attribute
+        # is the fake-quantized symbolic tensor, the variable is the kernel itself.
+        for attr in prune_registry.PruneRegistry._weight_names(inner):  # kernel, not bias
+            for weight in layer.weights:
+                if weight.name.endswith(f"/{attr}:0"):
+                    kernels[inner.name] = weight.numpy()
     return kernels
 
 

@@ -14,10 +14,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from edgetune.bundle import VerifiedBundle
-from edgetune.components.common import preprocessing
+from edgetune.components.common import litert, preprocessing
 from edgetune.errors import EdgetuneError
-
-_INTEGER_INPUTS = (np.int8, np.uint8)
 
 
 class ModelLoadError(EdgetuneError):
@@ -83,18 +81,8 @@ class LoadedModel:
     def scores(self, pixels: np.ndarray) -> np.ndarray:
         """Class scores (dequantized, float32) for one uint8 image `(H, W, C)` from `to_pixels`."""
         x = preprocessing.normalize(pixels[np.newaxis], self.spec)
-        dtype = self._input["dtype"]
-        if dtype in _INTEGER_INPUTS:
-            scale, zero_point = self._input["quantization"]
-            x = preprocessing.quantize_input(x, scale, zero_point, dtype)
         with self._lock:
-            self._interpreter.set_tensor(self._input["index"], x.astype(dtype, copy=False))
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
-        scale, zero_point = self._output["quantization"]
-        if raw.dtype in _INTEGER_INPUTS and scale:
-            return preprocessing.dequantize_output(raw, scale, zero_point)
-        return raw.astype(np.float32)
+            return litert.run_one(self._interpreter, x)
 
     def predict(self, image_bytes: bytes) -> dict[str, Any]:
         """Decodes an encoded image and classifies it.
