@@ -37,7 +37,7 @@ def _artifact_location(uri: str) -> str | None:
     # A SQLite store keeps its artifacts beside the database file, wherever the process runs.
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        db = Path(parsed.path.lstrip("/") if parsed.path.startswith("//") else parsed.path)
+        db = Path(parsed.path[1:])  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
         return (db.parent / "mlruns").resolve().as_uri()
     return None
 
