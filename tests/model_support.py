@@ -8,14 +8,15 @@ The data: 16x16 grey images of one bright bar on a dim noisy background; the cla
 bar's orientation (horizontal, vertical, diagonal); position, length and brightness vary.
 A pooled convolutional network learns it in a few epochs, so accuracy assertions are real.
 
-Two kinds of model:
-- digitnet, the real backbone (width 0.25), with "pretrained" weights of its own, behind a
-  tiny zoo entry: fine_tune.core trains it (what the fine_tune tests judge).
+Three kinds of model:
+- digitnet, the real backbone (width 0.25), with "pretrained" weights of its own behind a
+  tiny zoo entry (weights source "uri"): fine_tune.core trains it; the fine_tune tests judge.
 - small: a flat few-layer classifier with digitnet's layer kinds (conv, depthwise, BN,
-  ReLU6, pooling, dense), pruned by prune.core and QAT'd by qat.core (both schemes), then
-  converted by convert.core: what the prune, qat, convert and evaluate tests judge. Pruning,
-  QAT and converting digitnet take 10-20 s each on two cores (tfmot and the converter pay per
-  layer), this model one or two; the whole suite must stay near two minutes.
+  ReLU6, pooling, dense), trained, then pruned by prune.core, QAT'd by qat.core (both
+  schemes) and converted by convert.core; the prune, qat, convert and evaluate tests judge.
+  Pruning, QAT and converting digitnet cost 10-20 s each on two cores (tfmot and the
+  converter pay per layer), this model a few; the whole set must stay near two minutes.
+- micro: a two-layer model for the KFP wrappers' tests, which check wiring, not learning.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ LABELS = ("horizontal", "vertical", "diagonal")
 SIZE = 16
 SPEC = PreprocessSpec(height=SIZE, width=SIZE, channels=1, scale=1 / 255, offset=0.0, labels=LABELS)
 COUNTS = {"train": 96, "val": 30, "test": 30}
-WIDTH = 0.25  # digitnet filters 8..64: about 11k parameters
-# The backbone's last 7 layers: block5_dw, its BN and ReLU, block5_pw, its BN and ReLU, the
-# pooling. Phase 2 of fine_tune may change exactly the two kernels among them.
+WIDTH = 0.25  # digitnet filters 8..128: about 18k parameters
+# The backbone's last 7 layers: s4_dw, its BN and ReLU, s4_pw, its BN and ReLU, the pooling.
+# Phase 2 of fine_tune may change exactly the two kernels among them.
 UNFREEZE_TOP_LAYERS = 7
-UNFROZEN_KERNELS = ("block5_dw", "block5_pw")
+UNFROZEN_KERNELS = ("s4_dw", "s4_pw")
 # Roomy enough for the tiny model: a board-class device that the gate's flash check passes.
 ROOMY_DEVICE = DeviceProfile(
     name="roomy", flash_bytes=1 << 20, ram_bytes=1 << 20, latency_budget_ms=50, macs_per_ms=1e5
@@ -69,19 +70,19 @@ def bar_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             image[at : at + 2, start : start + length] = value
         elif label == 1:
             image[start : start + length, at : at + 2] = value
-        else:
+        else:  # a two-pixel-thick diagonal
             image[steps, steps] = value
             image[steps[:-1], steps[1:]] = value
     return x[..., None], y
 
 
-def write_data(directory: Path, seed: int = 0, spec: PreprocessSpec = SPEC) -> Path:
+def write_data(directory: Path, seed: int = 0) -> Path:
     """A preprocess-style output folder: train/val/test .npz (uint8 x, int32 y) + the spec."""
     directory.mkdir(parents=True, exist_ok=True)
     for i, (split, n) in enumerate(COUNTS.items()):
         x, y = bar_images(n, seed * 10 + i)
         np.savez(files.split_file(directory, split), x=x, y=y)
-    files.write_json(directory / files.PREPROCESSING_SPEC, spec.to_dict())
+    files.write_json(directory / files.PREPROCESSING_SPEC, SPEC.to_dict())
     return directory
 
 
@@ -119,7 +120,8 @@ def pretrained_weights(root: Path) -> Path:
     """A digitnet (width 0.25, 16x16x1) trained briefly on other bar images; weights as H5.
 
     Pretrained on the same kind of task, as a zoo backbone would be, so fine-tuning only the
-    head already learns something.
+    head already learns something. Named like the zoo's own file (not "*.weights.h5", which
+    tf_keras reads as the Keras 3 layout).
     """
     import tf_keras as keras
 
@@ -132,7 +134,7 @@ def pretrained_weights(root: Path) -> Path:
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     x, y = bar_images(384, seed=99)
     model.fit(x.astype(np.float32) / 255.0, y, batch_size=32, epochs=5, verbose=0)
-    path = root / "pretrained" / "tiny.weights.h5"
+    path = root / "pretrained" / "tiny_weights.h5"
     path.parent.mkdir(parents=True, exist_ok=True)
     backbone.save_weights(str(path), save_format="h5")
     return path
@@ -177,7 +179,7 @@ def kernel_sparsity(model: Any) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# The digitnet chain
+# Trained models: digitnet fine-tuned; pruning and QAT as the cores do them
 
 
 @dataclass(frozen=True)
@@ -300,12 +302,49 @@ def small_chain(root: Path) -> Small:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Micro models for the KFP wrappers' tests: the wrappers' job is wiring (artifacts in and out,
+# metadata, MLflow), which a two-layer model shows as well as any, in a third of the time.
+
+
+@dataclass(frozen=True)
+class Micro:
+    float_dir: Path  # untrained conv + dense classifier; each folder holds model.h5
+    sparse_dir: Path  # the same with half of every kernel zeroed (what prune hands on)
+    qat_dir: Path  # the float model wrapped for QAT, untrained (what qat hands on)
+    sparsity: float  # of sparse_dir's model
+
+
+@functools.cache
+def micro_models(root: Path) -> Micro:
+    import tf_keras as keras
+
+    from edgetune.components.common import training
+    from edgetune.components.qat.core import quantize_model
+
+    keras.utils.set_random_seed(3)
+    image = keras.Input((SIZE, SIZE, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv")(image)
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    model = keras.Model(
+        image, keras.layers.Dense(len(LABELS), activation="softmax", name="head")(x)
+    )
+    float_file = training.save_model(model, root / "micro_float" / files.KERAS_MODEL)
+    for layer in (model.get_layer("conv"), model.get_layer("head")):
+        kernel, bias = layer.get_weights()
+        kernel[np.abs(kernel) < np.median(np.abs(kernel))] = 0.0  # magnitude pruning, by hand
+        layer.set_weights([kernel, bias])
+    sparse_file = training.save_model(model, root / "micro_sparse" / files.KERAS_MODEL)
+    qat = quantize_model(training.load_model(float_file))
+    qat_file = training.save_model(qat, root / "micro_qat" / files.KERAS_MODEL)
+    return Micro(float_file.parent, sparse_file.parent, qat_file.parent, kernel_sparsity(model))
+
+
 @dataclass(frozen=True)
 class Converted:
     report: dict[str, Any]
     float_file: Path
     int8_file: Path
-    representative: np.ndarray
 
 
 @functools.cache
@@ -318,7 +357,7 @@ def converted(root: Path) -> Converted:
     float_file = root / "tflite_float" / files.TFLITE_MODEL
     int8_file = root / "tflite_int8" / files.TFLITE_MODEL
     report = convert(small.float.model, small.pqat.model, x_train[:32], float_file, int8_file)
-    return Converted(report, float_file, int8_file, x_train[:32])
+    return Converted(report, float_file, int8_file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,8 +367,9 @@ def converted(root: Path) -> Converted:
 def make_tracking_uri(directory: Path, experiment: str = "edgetune") -> str:
     """A SQLite store in `directory` whose experiment keeps its artifacts in `directory`.
 
-    The experiment is created here, with its artifact location given, so no test writes
-    artifacts wherever tracking._artifact_location would put them (see test_tracking).
+    The experiment is created here with its artifact location given, so the tests' artifacts
+    stay in pytest's temp folder whatever tracking._artifact_location decides (test_tracking
+    checks that decision on its own).
     """
     import mlflow
 
@@ -379,6 +419,11 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
 
 
 @pytest.fixture(scope="session")
+def micro(tmp_path_factory: pytest.TempPathFactory) -> Micro:
+    return micro_models(_root(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
 def convert_run(tmp_path_factory: pytest.TempPathFactory) -> Converted:
     return converted(_root(tmp_path_factory))
 
@@ -414,6 +459,7 @@ FIXTURES = (
     "weights_file",
     "float_run",
     "small",
+    "micro",
     "convert_run",
     "tracking_uri",
     "run_name",

@@ -38,9 +38,7 @@ def test_zoo_build_writes_the_weights_and_a_report_with_their_sha256(built_weigh
 
 def test_record_in_registry_rewrites_only_the_digitnet_entry(tmp_path):
     registry = tmp_path / "registry.yaml"
-    registry.write_text(
-        (pretrain.packaged_file("edgetune.zoo", "registry.yaml")).read_text()
-    )
+    registry.write_text((pretrain.packaged_file("edgetune.zoo", "registry.yaml")).read_text())
 
     pretrain.record_in_registry(registry, "ab" * 32, 0.98765)
 
@@ -58,9 +56,7 @@ def test_weights_written_by_zoo_build_load_into_the_backbone(built_weights):
     backbone, out = built_weights
     entry = load_zoo()[pretrain.ZOO_ID]
     # The packaged entry, pointed at the freshly written file (same name, same loader).
-    moved = ZooEntry.from_dict(
-        {**entry.to_dict(), "weights": {"source": "uri", "uri": str(out)}}
-    )
+    moved = ZooEntry.from_dict({**entry.to_dict(), "weights": {"source": "uri", "uri": str(out)}})
 
     loaded = build_backbone(moved)
 

@@ -102,7 +102,9 @@ def test_packaged_weights_must_exist_and_match_their_sha256():
 
 def test_imagenet_weights_need_the_keras_cache_or_permission_to_download(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "KERAS_CACHE", tmp_path)
-    entry = ZooEntry.from_dict({**RAW, "weights": {"source": "keras-imagenet", "cache_file": "w.h5"}})
+    entry = ZooEntry.from_dict(
+        {**RAW, "weights": {"source": "keras-imagenet", "cache_file": "w.h5"}}
+    )
 
     assert "not in the Keras cache" in weights_problem(entry)
     assert "allow_download=false" in weights_problem(entry)
@@ -115,7 +117,9 @@ def test_uri_weights_are_checked_where_they_are(tmp_path):
     (tmp_path / "w.h5").write_bytes(b"x")
 
     def problem(uri: str) -> str | None:
-        return weights_problem(ZooEntry.from_dict({**RAW, "weights": {"source": "uri", "uri": uri}}))
+        return weights_problem(
+            ZooEntry.from_dict({**RAW, "weights": {"source": "uri", "uri": uri}})
+        )
 
     assert problem(str(tmp_path / "w.h5")) is None
     assert problem(f"file://{tmp_path / 'w.h5'}") is None

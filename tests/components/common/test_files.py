@@ -56,7 +56,9 @@ def test_atomic_dir_keeps_the_old_folder_on_error_and_swaps_it_on_success(tmp_pa
 
 def test_write_json_handles_numpy_values_and_paths_and_refuses_the_unknown(tmp_path):
     target = tmp_path / "metrics.json"
-    files.write_json(target, {"acc": np.float32(0.5), "cm": np.eye(2, dtype=np.int64), "p": tmp_path})
+    files.write_json(
+        target, {"acc": np.float32(0.5), "cm": np.eye(2, dtype=np.int64), "p": tmp_path}
+    )
 
     assert files.read_json(target) == {"acc": 0.5, "cm": [[1, 0], [0, 1]], "p": str(tmp_path)}
     with pytest.raises(TypeError, match="object"):

@@ -48,9 +48,11 @@ def test_build_summary_merges_parts_in_order_and_records_times_and_errors(tracki
         run_name,
         tracking_uri,
     )
-    with pytest.raises(RuntimeError):
-        with tracking.component_run("deploy", run_name=run_name, tracking_uri=tracking_uri):
-            raise RuntimeError("agent unreachable")
+    with (
+        pytest.raises(RuntimeError),
+        tracking.component_run("deploy", run_name=run_name, tracking_uri=tracking_uri),
+    ):
+        raise RuntimeError("agent unreachable")
     experiment_id = tracking.use_experiment(tracking_uri, tracking.DEFAULT_EXPERIMENT)
     parent = tracking.find_parent_run(experiment_id, run_name)
 
@@ -75,13 +77,23 @@ def test_format_table_shows_stages_gate_reasons_deploy_and_errors():
         "status": "SUCCEEDED",
         "mlflow_run_id": "abc",
         "wall_seconds": 12.34,
-        "dataset": {"classes": ["a", "b", "c"], "n_train": 9, "n_val": 3, "n_test": 3,
-                    "n_quarantined": 1, "fingerprint": "0123456789abcdef"},  # fmt: skip
+        "dataset": {
+            "classes": ["a", "b", "c"],
+            "n_train": 9,
+            "n_val": 3,
+            "n_test": 3,
+            "n_quarantined": 1,
+            "fingerprint": "0123456789abcdef",
+        },  # fmt: skip
         "model": {"zoo_id": "tiny", "params": 12345, "input_shape": [16, 16, 1]},
         "stages": {
             "pruned": {"accuracy": 0.9, "sparsity": 0.5},
-            "tflite_int8": {"accuracy": 0.875, "size_bytes": 33480, "gzip_bytes": 14918,
-                            "latency_ms_p50": 0.1234},  # fmt: skip
+            "tflite_int8": {
+                "accuracy": 0.875,
+                "size_bytes": 33480,
+                "gzip_bytes": 14918,
+                "latency_ms_p50": 0.1234,
+            },  # fmt: skip
         },
         "gate": {"blessed": False, "reasons": ["FAIL: int8 accuracy 87.50% < minimum 95.00%"]},
         "deploy": {},

@@ -24,7 +24,9 @@ def test_component_runs_of_one_pipeline_run_share_one_parent(tracking_uri, run_n
         "ingest", run_name=run_name, pipeline_run_id="job-7", tracking_uri=tracking_uri
     ) as first:
         pass
-    with tracking.component_run("preprocess", run_name=run_name, tracking_uri=tracking_uri) as second:
+    with tracking.component_run(
+        "preprocess", run_name=run_name, tracking_uri=tracking_uri
+    ) as second:
         pass
     with tracking.component_run("ingest", run_name=f"{run_name}-other", tracking_uri=tracking_uri):
         pass
@@ -43,9 +45,7 @@ def test_component_runs_of_one_pipeline_run_share_one_parent(tracking_uri, run_n
     assert other["pipeline"].info.run_id != parent.info.run_id
 
 
-def test_an_error_inside_marks_the_run_failed_with_the_cause_and_propagates(
-    tracking_uri, run_name
-):
+def test_an_error_inside_marks_the_run_failed_with_the_cause_and_propagates(tracking_uri, run_name):
     with (
         pytest.raises(EdgetuneError, match="bad value"),
         tracking.component_run("prune", run_name=run_name, tracking_uri=tracking_uri),
@@ -54,7 +54,9 @@ def test_an_error_inside_marks_the_run_failed_with_the_cause_and_propagates(
 
     run = support.runs_of(tracking_uri, run_name)["prune"]
     assert run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_ERROR] == "EdgetuneError: prune target_sparsity=1.0: bad value"
+    assert (
+        run.data.tags[tracking.TAG_ERROR] == "EdgetuneError: prune target_sparsity=1.0: bad value"
+    )
     assert mlflow.active_run() is None  # the next component can start its own run
 
 
@@ -115,16 +117,12 @@ def test_one_line_keeps_the_type_and_first_line():
     assert tracking.one_line(KeyError()) == "KeyError: "
 
 
-@pytest.mark.xfail(
-    reason="tracking._artifact_location strips every leading slash of an absolute sqlite path "
-    "('sqlite:////abs/mlflow.db' -> 'abs/mlflow.db', resolved against the working directory), "
-    "so artifacts land in <cwd>/abs/mlruns instead of beside the database",
-    strict=True,
-)
 def test_a_new_experiment_keeps_its_artifacts_beside_the_sqlite_file(
     tracking_uri, run_name, tmp_path, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)  # where the misplaced artifacts would go
+    """Not in <cwd>/<the database's absolute path without its leading slash>/mlruns, where an
+    earlier _artifact_location put them (stripping every leading slash of sqlite:////abs)."""
+    monkeypatch.chdir(tmp_path)  # where misplaced artifacts would go
     experiment_id = tracking.use_experiment(tracking_uri, f"fresh-{run_name}")
 
     location = client(tracking_uri).get_experiment(experiment_id).artifact_location

@@ -44,6 +44,7 @@ def test_dataset_batches_everything_once_and_shuffles_only_when_asked():
     assert sorted(mixed.tolist()) == list(range(10)) and mixed.tolist() != list(range(10))
 
 
+@pytest.mark.slow
 def test_epoch_callback_forwards_phase_epoch_and_float_logs(tiny_data):
     seen = []
     model = tiny_model()

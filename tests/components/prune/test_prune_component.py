@@ -17,12 +17,14 @@ support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.mark.slow
-def test_prunes_the_float_model_to_the_asked_sparsity(small, tracking_uri, run_name, tmp_path):
+def test_prunes_the_float_model_to_the_asked_sparsity(
+    micro, tiny_data, tracking_uri, run_name, tmp_path
+):
     model = dsl.Model(uri=str(tmp_path / "pruned"))
 
     prune.python_func(
-        data=dsl.Dataset(uri=str(small.data_dir)),
-        float_model=dsl.Model(uri=str(small.float.model_dir)),
+        data=dsl.Dataset(uri=str(tiny_data)),
+        float_model=dsl.Model(uri=str(micro.float_dir)),
         model=model,
         run_name=run_name,
         tracking_uri=tracking_uri,
@@ -50,11 +52,11 @@ def test_prunes_the_float_model_to_the_asked_sparsity(small, tracking_uri, run_n
     }
 
 
-def test_a_bad_target_fails_the_run_before_any_work(small, tracking_uri, run_name, tmp_path):
+def test_a_bad_target_fails_the_run_before_any_work(tiny_data, tracking_uri, run_name, tmp_path):
     with pytest.raises(ValueError, match="target_sparsity=1.0"):
         prune.python_func(
-            data=dsl.Dataset(uri=str(small.data_dir)),
-            float_model=dsl.Model(uri=str(small.float.model_dir)),
+            data=dsl.Dataset(uri=str(tiny_data)),
+            float_model=dsl.Model(uri=str(tmp_path / "never-read")),
             model=dsl.Model(uri=str(tmp_path / "pruned")),
             run_name=run_name,
             tracking_uri=tracking_uri,
@@ -62,5 +64,7 @@ def test_a_bad_target_fails_the_run_before_any_work(small, tracking_uri, run_nam
         )
 
     run = support.runs_of(tracking_uri, run_name)["prune"]
-    assert run.info.status == "FAILED" and "target_sparsity=1.0" in run.data.tags[tracking.TAG_ERROR]
+    assert (
+        run.info.status == "FAILED" and "target_sparsity=1.0" in run.data.tags[tracking.TAG_ERROR]
+    )
     assert not (tmp_path / "pruned").exists()

@@ -30,10 +30,18 @@ def configs(tmp_path):
         yaml.safe_dump(
             {
                 "models": [
-                    {**common, "id": "a", "top1": 0.7,
-                     "weights": {"source": "uri", "uri": str(tmp_path / "w.h5")}},
-                    {**common, "id": "b", "top1": 0.9,
-                     "weights": {"source": "uri", "uri": str(tmp_path / "gone.h5")}},
+                    {
+                        **common,
+                        "id": "a",
+                        "top1": 0.7,
+                        "weights": {"source": "uri", "uri": str(tmp_path / "w.h5")},
+                    },
+                    {
+                        **common,
+                        "id": "b",
+                        "top1": 0.9,
+                        "weights": {"source": "uri", "uri": str(tmp_path / "gone.h5")},
+                    },
                 ]
             }  # fmt: skip
         )

@@ -1,0 +1,50 @@
+"""The convert KFP wrapper's python_func: both .tflite files, their report, sizes in MLflow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from kfp import dsl
+
+from edgetune.components.common import files
+from edgetune.components.convert.component import convert
+
+support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
+
+
+@pytest.mark.slow
+def test_writes_both_files_and_logs_their_sizes(micro, tiny_data, tracking_uri, run_name, tmp_path):
+    tflite_float = dsl.Model(uri=str(tmp_path / "tflite_float"))
+    tflite_int8 = dsl.Model(uri=str(tmp_path / "tflite_int8"))
+
+    convert.python_func(
+        data=dsl.Dataset(uri=str(tiny_data)),
+        float_model=dsl.Model(uri=str(micro.float_dir)),
+        qat_model=dsl.Model(uri=str(micro.qat_dir)),
+        tflite_float=tflite_float,
+        tflite_int8=tflite_int8,
+        run_name=run_name,
+        tracking_uri=tracking_uri,
+        representative_samples=16,
+    )
+
+    float_file = Path(tflite_float.path) / files.TFLITE_MODEL
+    int8_file = Path(tflite_int8.path) / files.TFLITE_MODEL
+    report = files.read_json(Path(tflite_int8.path) / files.CONVERT_REPORT)
+    assert report["tflite_int8"]["input_dtype"] == report["tflite_int8"]["output_dtype"] == "int8"
+    assert tflite_int8.metadata == {
+        "size_bytes": int8_file.stat().st_size,
+        "gzip_bytes": files.gzip_size(int8_file.read_bytes()),
+    }
+    assert tflite_float.metadata["size_bytes"] == float_file.stat().st_size
+    run = support.runs_of(tracking_uri, run_name)["convert"]
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["tflite_int8_size_bytes"] == int8_file.stat().st_size
+    assert run.data.params["representative_samples"] == "16"
+    logged = mlflow.MlflowClient(tracking_uri).download_artifacts(
+        run.info.run_id, "tflite_int8/model.tflite", str(tmp_path / "download")
+    )
+    assert Path(logged).read_bytes() == int8_file.read_bytes()

@@ -1,0 +1,99 @@
+"""finalize, the exit handler: summary.json on the parent run, which it ends FINISHED or FAILED."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from kfp import dsl
+
+from edgetune.components.common import files, summary, tracking
+from edgetune.components.finalize.component import finalize
+
+support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
+
+
+def final_status(state: str, error: str | None = None) -> dsl.PipelineTaskFinalStatus:
+    return dsl.PipelineTaskFinalStatus(
+        state=state,
+        pipeline_job_resource_name="projects/p/locations/l/pipelineJobs/job-1",
+        pipeline_task_name="exit-handler-1",
+        error_code=None if error is None else 13,
+        error_message=error,
+    )
+
+
+def component(name: str, run_name: str, tracking_uri: str, part: dict | None = None) -> None:
+    with tracking.component_run(
+        name, run_name=run_name, pipeline_run_id="job-1", tracking_uri=tracking_uri
+    ):
+        if part:
+            tracking.log_summary_part(part)
+
+
+def logged_summary(tracking_uri: str, parent) -> dict:
+    local = mlflow.MlflowClient(tracking_uri).download_artifacts(parent.info.run_id, files.SUMMARY)
+    return json.loads(Path(local).read_text())
+
+
+def test_a_successful_run_ends_finished_with_the_merged_summary(tracking_uri, run_name, capsys):
+    component("ingest", run_name, tracking_uri, {"dataset": {"n_train": 96, "classes": ["a", "b"]}})
+    component("evaluate", run_name, tracking_uri,
+              {"stages": {"tflite_int8": {"accuracy": 0.9}}, "gate": {"blessed": True}})  # fmt: skip
+
+    finalize.python_func(
+        status=final_status("SUCCEEDED"), run_name=run_name, tracking_uri=tracking_uri
+    )
+
+    parent = support.runs_of(tracking_uri, run_name)["pipeline"]
+    assert parent.info.status == "FINISHED"
+    result = logged_summary(tracking_uri, parent)
+    assert result["status"] == "SUCCEEDED" and result["mlflow_run_id"] == parent.info.run_id
+    assert result["dataset"] == {"n_train": 96, "classes": ["a", "b"]}
+    assert result["stages"]["tflite_int8"] == {"accuracy": 0.9}
+    assert result["gate"] == {"blessed": True} and result["errors"] == {}
+    assert list(result["component_seconds"]) == ["ingest", "evaluate"]
+    assert set(summary.TOP_KEYS) <= result.keys()
+    printed = capsys.readouterr().out
+    assert run_name in printed and "BLESSED" in printed
+
+
+def test_a_failed_run_ends_failed_with_the_pipeline_and_component_errors(tracking_uri, run_name):
+    component("ingest", run_name, tracking_uri, {"dataset": {"n_train": 96}})
+    with (
+        pytest.raises(ValueError),
+        tracking.component_run("prune", run_name=run_name, tracking_uri=tracking_uri),
+    ):
+        raise ValueError("prune target_sparsity=1.0; accepted: [0, 1)")
+
+    finalize.python_func(
+        status=final_status("FAILED", "task prune failed"),
+        run_name=run_name,
+        tracking_uri=tracking_uri,
+    )
+
+    parent = support.runs_of(tracking_uri, run_name)["pipeline"]
+    assert parent.info.status == "FAILED"
+    result = logged_summary(tracking_uri, parent)
+    assert result["status"] == "FAILED"
+    assert result["errors"] == {
+        "prune": "ValueError: prune target_sparsity=1.0; accepted: [0, 1)",
+        "pipeline": "task prune failed",
+    }
+    assert result["dataset"] == {"n_train": 96}  # what ran before the failure is kept
+
+
+def test_a_run_that_failed_before_any_component_still_gets_a_closed_parent_and_summary(
+    tracking_uri, run_name
+):
+    finalize.python_func(
+        status=final_status("CANCELLED"), run_name=run_name, tracking_uri=tracking_uri
+    )
+
+    runs = support.runs_of(tracking_uri, run_name)
+    assert list(runs) == ["pipeline"] and runs["pipeline"].info.status == "FAILED"
+    result = logged_summary(tracking_uri, runs["pipeline"])
+    assert result["status"] == "CANCELLED" and result["component_seconds"] == {}
