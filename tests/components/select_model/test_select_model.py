@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from edgetune.components.common.config import DeviceProfile, packaged_file
+from edgetune.components.common.config import DeviceProfile, device_profile, packaged_file
 from edgetune.components.select_model.core import (
     INT8_BYTES_PER_PARAM,
     INT8_FIXED_BYTES,
@@ -145,3 +145,15 @@ def test_judge_estimates_the_int8_footprint_and_latency(weights):
     assert candidate.estimated_ram_bytes == 50_000
     assert candidate.estimated_latency_ms == pytest.approx(30.0)
     assert candidate.fits and candidate.reasons == ()
+
+
+def test_the_packaged_zoo_gives_a_cortex_m7_the_shipped_digit_backbone():
+    zoo = load_zoo()
+
+    selection = select_model(zoo, device_profile("cortex-m7"), domain="handwritten-digits")
+
+    assert selection.entry.id == "edgetune-digitnet-32"
+    # The weights file that ships matches the sha256 the registry records for it.
+    assert registry.weights_problem(zoo["edgetune-digitnet-32"]) is None
+    big = next(c for c in selection.candidates if c.id == "keras-efficientnet-b0-224")
+    assert any("flash at int8" in reason for reason in big.reasons)  # 4 M params > 2 MiB
