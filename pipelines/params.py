@@ -104,6 +104,9 @@ def validate_values(params: dict[str, Any]) -> None:
         (GatePolicy, ""),
     ):
         _config(cls, params, prefix)
+    for name in ("latency_runs", "representative_samples", "smoke_samples"):
+        if name in params and params[name] < 1:
+            raise EdgetuneError(f"pipeline parameter {name}={params[name]}; must be >= 1")
     fleet = params.get("fleet_file")
     if fleet:
         from edgetune.fleet import load_fleet

@@ -55,6 +55,13 @@ class ZooEntry:
             raise EdgetuneError(
                 f"{where}: field 'weights.source'={weights.get('source')!r}; accepted: {', '.join(WEIGHT_SOURCES)}"
             )
+        needed = {"package": "file", "keras-imagenet": "cache_file", "uri": "uri"}[
+            weights["source"]
+        ]
+        if not weights.get(needed):
+            raise EdgetuneError(
+                f"{where}: field 'weights.{needed}' is missing; weights.source={weights['source']} needs it"
+            )
         norm = require(d, "normalization", dict, where)
         return cls(
             id=require(d, "id", str, where),

@@ -127,7 +127,9 @@ def gate(
 ) -> tuple[bool, list[str]]:
     """The ship decision for the int8 file, with one reason per check, passed or not."""
     int8, reference = stages["tflite_int8"], stages["float"]
-    drop = (reference["accuracy"] - int8["accuracy"]) * 100.0
+    # Rounded: (0.95 - 0.94) * 100 is 1.0000000000000009, and a drop of exactly the allowed
+    # points must pass.
+    drop = round((reference["accuracy"] - int8["accuracy"]) * 100.0, 9)
     checks = [
         (
             int8["accuracy"] >= policy.min_accuracy,
@@ -171,6 +173,8 @@ def evaluate(
     Returns:
         {"stages": {stage: metrics}, "gate": {"blessed", "reasons", "policy"}}.
     """
+    if latency_runs < 1:
+        raise EdgetuneError(f"evaluate latency_runs={latency_runs}; must be >= 1")
     missing = set(KERAS_STAGES) - keras_models.keys() | set(TFLITE_STAGES) - tflite_files.keys()
     if missing:
         raise EdgetuneError(f"evaluate is missing stages: {', '.join(sorted(missing))}")

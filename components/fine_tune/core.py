@@ -67,21 +67,21 @@ def build_classifier(backbone: Any, num_classes: int, dropout: float) -> Any:
     return keras.Model(backbone.input, head, name=backbone.name)
 
 
-def set_backbone_trainable(backbone: Any, top_layers: int) -> int:
+def set_backbone_trainable(backbone: Any, top_layers: int, *, freeze_batchnorm: bool = True) -> int:
     """Freezes the backbone but its last `top_layers` layers; returns how many can learn.
 
-    BatchNormalization layers stay frozen, which in Keras 2 also keeps them in inference
-    mode: their moving statistics, learned on the large pretraining corpus, are not
-    disturbed by a few small batches of the user's data.
+    With `freeze_batchnorm`, BatchNormalization layers stay frozen, which in Keras 2 also
+    keeps them in inference mode: their moving statistics, learned on the large pretraining
+    corpus, are not disturbed by a few small batches of the user's data. A model trained
+    from scratch has no such statistics to keep, so its BatchNorm learns.
     """
     import tf_keras as keras
 
     layers = backbone.layers
     opened = 0
     for i, layer in enumerate(layers):
-        open_it = i >= len(layers) - top_layers and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
+        is_batchnorm = isinstance(layer, keras.layers.BatchNormalization)
+        open_it = i >= len(layers) - top_layers and not (freeze_batchnorm and is_batchnorm)
         layer.trainable = open_it
         opened += int(open_it and bool(layer.weights))
     return opened
@@ -102,7 +102,8 @@ def fine_tune(
         data_dir: preprocess output (train/val splits and the preprocessing spec).
         config: the two phases' hyper-parameters.
         pretrained: False trains the same architecture from random weights, every layer
-            learning in both phases: the baseline the pretraining must beat.
+            (BatchNorm too) learning for head_epochs + unfreeze_epochs at the head's rate,
+            with the same early stopping: the baseline the pretraining must beat.
         on_epoch: called as (phase, epoch, logs) after every epoch.
 
     Returns:
@@ -132,7 +133,7 @@ def fine_tune(
         ),
         ("unfreeze", config.unfreeze_epochs, config.unfreeze_learning_rate, top_layers),
     ]
-    if not pretrained:  # the baseline trains everything at the head's rate, no early stop
+    if not pretrained:  # the baseline trains every layer, BatchNorm too, at the head's rate
         phases = [
             (
                 "scratch",
@@ -150,11 +151,11 @@ def fine_tune(
     for phase, epochs, learning_rate, opened in phases:
         if epochs == 0:
             continue
-        trainable = set_backbone_trainable(backbone, opened)
+        trainable = set_backbone_trainable(backbone, opened, freeze_batchnorm=pretrained)
         training.compile_classifier(model, learning_rate)
-        callbacks = training.epoch_callback(phase, on_epoch)
-        if pretrained:
-            callbacks += training.early_stopping(config.patience)
+        callbacks = training.epoch_callback(phase, on_epoch) + training.early_stopping(
+            config.patience
+        )
         history = model.fit(
             train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=2
         )

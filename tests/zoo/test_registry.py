@@ -72,11 +72,6 @@ def test_duplicate_ids_and_an_empty_zoo_are_refused(tmp_path):
         load_zoo(write_zoo(tmp_path))
 
 
-@pytest.mark.xfail(
-    reason="ZooEntry.from_dict checks weights.source but not the key that source needs "
-    "(uri / file / cache_file); the gap surfaces later as a bare KeyError in weights_problem",
-    strict=True,
-)
 def test_an_entry_without_the_key_its_weight_source_needs_is_refused_at_load():
     with pytest.raises(EdgetuneError, match="weights.uri"):
         ZooEntry.from_dict({**RAW, "weights": {"source": "uri"}})

@@ -116,12 +116,6 @@ def test_config_rejects_values_that_cannot_train(fields, message):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="fine_tune(pretrained=False) freezes BatchNormalization like the pretrained path "
-    "(set_backbone_trainable always skips it), so the from-scratch baseline never learns its "
-    "BN parameters or statistics; the docstring promises every layer learning",
-    strict=True,
-)
 def test_the_from_scratch_baseline_trains_batchnorm_too(float_run):
     import tf_keras as keras
 
