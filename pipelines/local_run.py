@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,9 @@ def run_pipeline(params: dict[str, Any], out: Path) -> float:
 
     from edgetune.pipelines.edgetune_pipeline import edgetune_pipeline
 
+    # kfp.local warns when a base image's name lacks "python"; ours is the edgetune image,
+    # and the SubprocessRunner runs the same installed package in this environment.
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp"),
