@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,17 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
 from edgetune.components.common import files
 from edgetune.components.common.preprocessing import ImageDecodeError, decode_image
+from edgetune.components.ingest.sources import Item, Listing, open_source
 from edgetune.errors import EdgetuneError
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # Reads overlap network latency on s3:// and gs://; Pillow releases the GIL while it inflates.
 _WORKERS = 8
 
@@ -62,16 +60,6 @@ class IngestReport:
 
 
 @dataclass(frozen=True)
-class _Item:
-    """One image to examine: its bytes, or the error met while reading them."""
-
-    path: str  # relative to the source
-    label: str | None
-    data: bytes = b""
-    error: str | None = None
-
-
-@dataclass(frozen=True)
 class _Row:
     path: str
     label: str
@@ -81,14 +69,6 @@ class _Row:
     mode: str
     format: str
     image: bytes
-
-
-@dataclass(frozen=True)
-class _Listing:
-    entries: list[Any]
-    load: Callable[[Any], _Item]  # reads one entry; runs on worker threads
-    classes: tuple[str, ...]  # includes class folders that turn out to hold no usable image
-    ignored: int
 
 
 def ingest(
@@ -121,7 +101,7 @@ def ingest(
         EdgetuneError: one line naming the cause. Nothing is written to `out_dir` then.
     """
     _check_settings(val_fraction, test_fraction, max_quarantine_fraction, min_per_class)
-    listing = _open_source(source)
+    listing = open_source(source)
     rows, quarantined = _examine_all(listing, progress)
     rows, conflicts = _drop_conflicting_labels(rows)
     quarantined += conflicts
@@ -197,104 +177,8 @@ def _check_settings(val: float, test: float, max_quarantine: float, min_per_clas
         raise EdgetuneError(f"ingest min_per_class={min_per_class!r}; accepted: an integer >= 1")
 
 
-def _open_source(source: str) -> _Listing:
-    try:
-        fs, root = fsspec.core.url_to_fs(source)
-    except (ImportError, ValueError) as e:
-        raise EdgetuneError(f"source {source}: {e}") from None
-    if not fs.exists(root):
-        raise EdgetuneError(f"source {source}: not found")
-    if fs.isdir(root):
-        return _list_folder(fs, root.rstrip("/"), source)
-    if root.lower().endswith(".parquet"):
-        return _read_parquet(fs, root, source)
-    raise EdgetuneError(f"source {source}: not a folder or a .parquet file")
-
-
-def _list_folder(fs: fsspec.AbstractFileSystem, root: str, source: str) -> _Listing:
-    entries = [e for e in fs.ls(root, detail=True) if not _hidden(e["name"])]
-    class_dirs = sorted(e["name"].rstrip("/") for e in entries if e["type"] == "directory")
-    if not class_dirs:
-        raise EdgetuneError(
-            f"source {source}: no class sub-folders; expected one folder per class, "
-            f"e.g. {source.rstrip('/')}/cat/001.png"
-        )
-    ignored = len(entries) - len(class_dirs)  # loose files beside the class folders
-    found: list[tuple[str, str]] = []
-    for class_dir in class_dirs:
-        for path in sorted(fs.find(class_dir)):
-            rel = posixpath.relpath(path, root)
-            if _hidden(rel):
-                continue
-            if rel.lower().endswith(IMAGE_EXTENSIONS):
-                found.append((path, rel))
-            else:
-                ignored += 1
-    if not found:
-        raise EdgetuneError(
-            f"source {source}: the class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})"
-        )
-
-    def read(entry: tuple[str, str]) -> _Item:
-        path, rel = entry
-        label = rel.split("/", 1)[0]
-        try:
-            return _Item(rel, label, fs.cat_file(path))
-        except OSError as e:
-            return _Item(rel, label, error=f"cannot read ({e})")
-
-    classes = tuple(posixpath.basename(d) for d in class_dirs)
-    return _Listing(found, read, classes, ignored)
-
-
-def _read_parquet(fs: fsspec.AbstractFileSystem, root: str, source: str) -> _Listing:
-    try:
-        with fs.open(root, "rb") as f:
-            table = pq.read_table(f)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise EdgetuneError(f"source {source}: not a readable Parquet file ({e})") from None
-    for column, accepted in (("image", "binary (encoded image bytes)"), ("label", "string or int")):
-        if column not in table.column_names:
-            raise EdgetuneError(
-                f"source {source}: Parquet table has no column {column!r} ({accepted}); "
-                f"columns: {table.column_names}"
-            )
-    image_type, label_type = table.schema.field("image").type, table.schema.field("label").type
-    if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
-        raise EdgetuneError(f"source {source}: column 'image' is {image_type}; accepted: binary")
-    if not (pa.types.is_string(label_type) or pa.types.is_integer(label_type)):
-        raise EdgetuneError(
-            f"source {source}: column 'label' is {label_type}; accepted: string or int"
-        )
-    if table.num_rows == 0:
-        raise EdgetuneError(f"source {source}: the Parquet table has no rows")
-    name_column = next((c for c in ("path", "name") if c in table.column_names), None)
-    names = table.column(name_column).to_pylist() if name_column else [None] * table.num_rows
-    items = [
-        _Item(str(name) if name is not None else f"row {i}", _label(label), data or b"")
-        for i, (name, label, data) in enumerate(
-            zip(
-                names,
-                table.column("label").to_pylist(),
-                table.column("image").to_pylist(),
-                strict=True,
-            )
-        )
-    ]
-    classes = tuple(sorted({item.label for item in items if item.label is not None}))
-    return _Listing(items, lambda item: item, classes, ignored=0)
-
-
-def _label(value: object) -> str | None:
-    return None if value is None or str(value) == "" else str(value)
-
-
-def _hidden(path: str) -> bool:
-    return any(part.startswith(".") for part in path.split("/") if part)
-
-
 def _examine_all(
-    listing: _Listing, progress: Progress | None
+    listing: Listing, progress: Progress | None
 ) -> tuple[list[_Row], list[dict[str, str]]]:
     rows: list[_Row] = []
     quarantined: list[dict[str, str]] = []
@@ -311,7 +195,7 @@ def _examine_all(
     return rows, quarantined
 
 
-def _examine(item: _Item) -> _Row | dict[str, str]:
+def _examine(item: Item) -> _Row | dict[str, str]:
     if item.error is not None:
         return {"file": item.path, "reason": item.error}
     if item.label is None:
@@ -375,7 +259,7 @@ def _check_classes(
 
 def _report(
     source: str,
-    listing: _Listing,
+    listing: Listing,
     rows: list[_Row],
     splits: dict[str, str],
     quarantined: list[dict[str, str]],
