@@ -190,13 +190,12 @@ def generate_keypair(directory: str | os.PathLike[str], force: bool = False) -> 
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    # mkstemp makes the temporary file 0600, so the secret is never readable by others.
+    # 0600 before the secret is written: it is never readable by others, not even briefly.
     with files.atomic_path(private_path) as tmp:
-        tmp.write_bytes(private_pem)
         tmp.chmod(0o600)
+        tmp.write_bytes(private_pem)
     with files.atomic_path(public_path) as tmp:
         tmp.write_bytes(public_pem)
-        tmp.chmod(0o644)
     return private_path, public_path
 
 
