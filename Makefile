@@ -63,8 +63,8 @@ format: $(STAMP) ## ruff format and autofix
 mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:$(PORT) for the local tracking store
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} --host 127.0.0.1 --port $(PORT)
 
-bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results (not tests)
-	$(BIN)/python -m benchmarks.run $(ARGS)
+bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results and benchmarks/README.md (not tests; ~15 min) [ARGS="--only compression"]
+	$(BIN)/python -m benchmarks.run $(ARGS); rc=$$?; $(BIN)/python -m benchmarks.report || exit $$?; exit $$rc
 
 images: ## print the docker build commands for the two images (no Docker engine here)
 	@$(BIN)/python -c "from edgetune.images import COMPONENT_IMAGE as c, AGENT_IMAGE as a; print(f'docker build -f images/components/Dockerfile -t {c} .\ndocker build -f images/agent/Dockerfile -t {a} .')"

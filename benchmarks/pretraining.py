@@ -18,37 +18,13 @@ import time
 from pathlib import Path
 
 import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
+from benchmarks.common import ZOO_ID, prepared_data
 from edgetune.components.common import training
-from edgetune.components.common.preprocessing import PreprocessSpec
 from edgetune.components.fine_tune.core import FineTuneConfig, fine_tune
-from edgetune.components.ingest.core import ingest
-from edgetune.components.preprocess.core import AugmentPolicy, preprocess
-from edgetune.demo_data import write_demo_digits
 from edgetune.pipelines.params import load_preset
 from edgetune.zoo.registry import load_zoo
 
-ZOO_ID = "edgetune-digitnet-32"
-
-
-def prepared_data(preset: dict, work: Path) -> Path:
-    """The preset's data through the real ingest and preprocess, as the pipeline runs them."""
-    data = Path(preset["data_uri"])
-    if not data.exists():
-        write_demo_digits(data)
-    report = ingest(str(data), work / "dataset")
-    entry = load_zoo()[ZOO_ID]
-    h, w, c = entry.input_shape
-    spec = PreprocessSpec(
-        height=h, width=w, channels=c, labels=report.classes, **entry.normalization
-    )
-    preprocess(
-        work / "dataset",
-        work / "data",
-        spec=spec,
-        policy=AugmentPolicy.from_dict(preset.get("augment")),
-        seed=preset.get("seed", 0),
-    )
-    return work / "data"
+__all__ = ["ZOO_ID", "compare", "prepared_data"]
 
 
 def compare(preset_name: str, seeds: list[int]) -> dict:
