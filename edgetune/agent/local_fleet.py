@@ -59,43 +59,45 @@ def start_local_fleet(
     """Starts `n` agents under `root` (state, token and log per agent) and waits until each answers.
 
     Raises:
-        EdgetuneError: an agent exits or does not answer /health within `timeout_s`
-            (the message carries the end of its log).
+        EdgetuneError: an agent exits or does not answer /health within `timeout_s`, three
+            times over (the message carries the end of its log).
     """
     root = Path(root)
     fleet = LocalFleet(root=root, fleet_file=root / "fleet.yaml", urls=[])
-    entries = []
+    names = [f"agent-{i + 1}" for i in range(n)]
     try:
-        for i in range(n):
-            name = f"agent-{i + 1}"
+        for name in names:  # start them all, then wait: they boot in parallel
             home = root / name
             home.mkdir(parents=True, exist_ok=True)
-            token_file = home / "token"
-            files.write_bytes(token_file, secrets.token_urlsafe(24).encode())
-            os.chmod(token_file, 0o600)
-            port = free_port()
-            cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--host", HOST, "--port", str(port),
-                   "--state-dir", str(home / "state"), "--trusted-key", str(trusted_key), "--token-file", str(token_file)]  # fmt: skip
-            with open(home / "agent.log", "ab") as log:
-                fleet.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
-            fleet.urls.append(f"http://{HOST}:{port}")
-            entries.append(
-                {
-                    "name": name,
-                    "url": fleet.urls[-1],
-                    "token_ref": f"file:{name}/token",
-                    "tags": ["local"],
-                }
+            files.write_bytes(home / "token", secrets.token_urlsafe(24).encode())
+            os.chmod(home / "token", 0o600)
+            proc, url = _spawn(home, trusted_key)
+            fleet.processes.append(proc)
+            fleet.urls.append(url)
+        for i, name in enumerate(names):
+            fleet.processes[i], fleet.urls[i] = _wait_until_up(
+                fleet.processes[i], fleet.urls[i], root / name, trusted_key, timeout_s
             )
-        files.write_bytes(
-            fleet.fleet_file, yaml.safe_dump({"devices": entries}, sort_keys=False).encode()
-        )
-        for proc, url, entry in zip(fleet.processes, fleet.urls, entries, strict=True):
-            _wait_until_up(proc, url, root / entry["name"] / "agent.log", timeout_s)
+        entries = [
+            {"name": name, "url": url, "token_ref": f"file:{name}/token", "tags": ["local"]}
+            for name, url in zip(names, fleet.urls, strict=True)
+        ]
+        doc = yaml.safe_dump({"devices": entries}, sort_keys=False)
+        files.write_bytes(fleet.fleet_file, doc.encode())
     except BaseException:
         fleet.stop()
         raise
     return fleet
+
+
+def _spawn(home: Path, trusted_key: str | os.PathLike) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--host", HOST, "--port", str(port),
+           "--state-dir", str(home / "state"), "--trusted-key", str(trusted_key),
+           "--token-file", str(home / "token")]  # fmt: skip
+    with open(home / "agent.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://{HOST}:{port}"
 
 
 @contextlib.contextmanager
@@ -109,16 +111,31 @@ def local_fleet(
         fleet.stop()
 
 
-def _wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
+def _wait_until_up(
+    proc: subprocess.Popen,
+    url: str,
+    home: Path,
+    trusted_key: str | os.PathLike,
+    timeout_s: float,
+    attempts: int = 3,
+) -> tuple[subprocess.Popen, str]:
+    """The agent once it answers /health. One that exits early is started again on a new
+    port: a free port is chosen, then released for the agent to bind, and another process
+    can take it in between."""
+    for attempt in range(attempts):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                httpx.get(f"{url}/health", timeout=1.0)
+                return proc, url
+            except httpx.TransportError:
+                time.sleep(0.1)
+        if proc.poll() is None or attempt == attempts - 1:
             break
-        try:
-            httpx.get(f"{url}/health", timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
+        proc, url = _spawn(home, trusted_key)
+    if proc.poll() is None:
+        proc.kill()
+    log = home / "agent.log"
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     raise EdgetuneError(
         f"local agent at {url} did not start ({tail[0] if tail else 'no output'}); log: {log}"
