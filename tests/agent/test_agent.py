@@ -7,10 +7,10 @@ import tarfile
 
 import httpx
 import pytest
+from support import agents as support
 
 from edgetune import bundle, cli
 
-support = sys.modules["edgetune_tests_agent_support"]  # loaded by conftest.py
 auth = support.auth
 
 

@@ -3,17 +3,15 @@
 import hashlib
 import json
 import stat
-import sys
 import tarfile
 
 import numpy as np
 import pytest
+from support import agents as support
 
 from edgetune import bundle, code_version
 from edgetune.bundle import BundleRejected
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_agent_support"]  # loaded by conftest.py
 
 
 def members(path):

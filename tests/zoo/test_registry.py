@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 
 import numpy as np
 import pytest
 import yaml
+from support import models as support
 
 from edgetune.components.common.config import packaged_file
 from edgetune.errors import EdgetuneError
 from edgetune.zoo import registry
 from edgetune.zoo.registry import ZooEntry, build_backbone, load_zoo, weights_problem
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 RAW = {
     "id": "m",

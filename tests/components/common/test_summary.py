@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from edgetune.components.common import summary, tracking
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 def test_deep_merge_merges_nested_maps_and_lets_later_scalars_win():

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
+from support import models as support
 
 from edgetune.components.common import tracking
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 def client(tracking_uri: str) -> mlflow.MlflowClient:

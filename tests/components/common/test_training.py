@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from support import models as support
 
 from edgetune.components.common import files, training
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 def tiny_model():

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from support import models as support
 
 from edgetune.components.common import files, litert
 from edgetune.components.convert import core
 from edgetune.components.convert.core import check_tflite, convert, to_int8_tflite
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 def tensor_types(path) -> tuple[str, str]:

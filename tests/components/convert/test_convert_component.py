@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from kfp import dsl
+from support import models as support
 
 from edgetune.components.common import files
 from edgetune.components.convert.component import convert
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.mark.slow

@@ -1,15 +1,13 @@
 """rollout() against real agents on loopback ports."""
 
-import sys
 import tarfile
 
 import httpx
+from support import agents as support
 
 from edgetune import bundle
 from edgetune.components.deploy.core import rollout
 from edgetune.fleet import FleetDevice
-
-support = sys.modules["edgetune_tests_agent_support"]  # loaded by conftest.py
 
 
 def device(name, agent_or_url, token_ref="env:AGENT_TOKEN"):

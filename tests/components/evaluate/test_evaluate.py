@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
+from support import models as support
 
 from edgetune.components.common import files, litert
 from edgetune.components.common.config import DeviceProfile
@@ -18,8 +17,6 @@ from edgetune.components.evaluate.core import (
     plot_confusion,
 )
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 LABELS = ["cat", "dog", "cow"]
 DEVICE = DeviceProfile("board", flash_bytes=100_000, ram_bytes=1, latency_budget_ms=1,

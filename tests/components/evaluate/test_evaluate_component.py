@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from kfp import dsl
 from PIL import Image
+from support import models as support
 
 from edgetune.components.common import files, tracking
 from edgetune.components.evaluate.component import evaluate
 from edgetune.components.select_model.core import select_model
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 def selection_for(device, weights_file, out: Path) -> dsl.Artifact:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from kfp import dsl
+from support import models as support
 
 from edgetune.components.common import files, summary, tracking
 from edgetune.components.finalize.component import finalize
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 def final_status(state: str, error: str | None = None) -> dsl.PipelineTaskFinalStatus:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from kfp import dsl
+from support import models as support
 
 from edgetune.components.common import files, training
 from edgetune.components.fine_tune.component import fine_tune
 from edgetune.components.select_model.core import select_model
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.mark.slow

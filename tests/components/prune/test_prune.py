@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from support import models as support
 
 from edgetune.components.common import files, training
 from edgetune.components.prune.core import PruneConfig, prunable_kernels, sparsity
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 PRUNABLE = ["conv", "head", "pw", "stem"]  # the small model's Conv2D and Dense layers
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from kfp import dsl
+from support import models as support
 
 from edgetune.components.common import files, tracking, training
 from edgetune.components.prune.component import prune
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.mark.slow

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from support import models as support
 
 from edgetune.components.common import training
 from edgetune.components.qat.core import QatConfig, load_qat_model
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.mark.slow

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from kfp import dsl
+from support import models as support
 
 from edgetune.components.common import files, tracking
 from edgetune.components.qat.component import qat
 from edgetune.components.qat.core import load_qat_model
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.mark.slow

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 from kfp import dsl
+from support import models as support
 
 from edgetune.components.common import files, tracking
 from edgetune.components.select_model.component import select_model
 from edgetune.errors import EdgetuneError
-
-support = sys.modules["edgetune_tests_model_support"]  # loaded by conftest.py
 
 
 @pytest.fixture

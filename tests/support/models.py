@@ -1,8 +1,7 @@
 """Shared by the model-side tests: a learnable tiny image set, a tiny zoo, trained models, MLflow.
 
-Every conftest that needs these loads this file under one module name, and the expensive
-builders are cached on their arguments (a folder under pytest's base temp), so each model is
-trained once per session however many test folders use it.
+The expensive builders are cached on their arguments (a folder under pytest's base temp),
+so each model is trained once per session however many test folders use it.
 
 The data: 16x16 grey images of one bright bar on a dim noisy background; the class is the
 bar's orientation (horizontal, vertical, diagonal); position, length and brightness vary.
@@ -452,15 +451,3 @@ def runs_of(tracking_uri: str, run_name: str) -> dict[str, Any]:
         [experiment.experiment_id], filter_string=f"tags.`{tracking.TAG_RUN_NAME}` = '{run_name}'"
     )
     return {r.data.tags[tracking.TAG_COMPONENT]: r for r in runs}
-
-
-FIXTURES = (
-    "tiny_data",
-    "weights_file",
-    "float_run",
-    "small",
-    "micro",
-    "convert_run",
-    "tracking_uri",
-    "run_name",
-)

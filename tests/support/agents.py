@@ -1,7 +1,7 @@
 """Shared by tests/agent and tests/components/deploy: a real tiny int8 model, keys, live agents.
 
-Loaded by both conftest files under one module name, so the model is converted once per
-session however many test folders use it.
+One module, imported once, so the model is converted once per session however many test
+folders use it.
 """
 
 from __future__ import annotations

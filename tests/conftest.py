@@ -1,0 +1,19 @@
+"""Fixtures every test folder may use, defined once in tests/support/."""
+
+import sys
+from pathlib import Path
+
+# tests/ is not a package (pytest runs with --import-mode=importlib); make `support` importable.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.agents import keys, make_bundle, model_file, smoke_set, start_agent  # noqa: E402, F401
+from support.models import (  # noqa: E402, F401
+    convert_run,
+    float_run,
+    micro,
+    run_name,
+    small,
+    tiny_data,
+    tracking_uri,
+    weights_file,
+)
