@@ -103,6 +103,16 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def save_model_artifact(
+    model: Any, report: dict[str, Any], artifact_path: str | os.PathLike
+) -> Path:
+    """A KFP model artifact folder: model.h5 and the step's train_report.json."""
+    out = files.artifact_dir(artifact_path)
+    save_model(model, out / files.KERAS_MODEL)
+    files.write_json(out / files.TRAIN_REPORT, report)
+    return out
+
+
 def load_model(path: str | os.PathLike) -> Any:
     """Loads a float or pruned (stripped) Keras model saved by `save_model`."""
     import tf_keras as keras

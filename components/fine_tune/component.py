@@ -55,9 +55,7 @@ def fine_tune(
         float_model, report = core.fine_tune(
             entry, data.path, config, on_epoch=tracking.epoch_logger("")
         )
-        out = files.artifact_dir(model.path)
-        training.save_model(float_model, out / files.KERAS_MODEL)
-        files.write_json(out / files.TRAIN_REPORT, report)
+        training.save_model_artifact(float_model, report, model.path)
         mlflow.log_dict(report, files.TRAIN_REPORT)
         mlflow.log_metric("val_accuracy", report["val_accuracy"])
         model.metadata.update({"val_accuracy": report["val_accuracy"], "params": report["params"]})

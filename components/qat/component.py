@@ -48,9 +48,7 @@ def qat(
         quantized, report = core.quantize_aware_train(
             source, data.path, config, on_epoch=tracking.epoch_logger("")
         )
-        out = files.artifact_dir(model.path)
-        training.save_model(quantized, out / files.KERAS_MODEL)
-        files.write_json(out / files.TRAIN_REPORT, report)
+        training.save_model_artifact(quantized, report, model.path)
         mlflow.log_dict(report, files.TRAIN_REPORT)
         mlflow.log_metrics(
             {k: report[k] for k in ("sparsity_before", "sparsity", "sparsity_kept", "val_accuracy")}
