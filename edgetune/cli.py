@@ -33,7 +33,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from edgetune.bundle import generate_keypair
+    from edgetune.signing import generate_keypair
 
     private, public = generate_keypair(args.dir, force=args.force)
     print(f"signing key: {private}\ntrusted key (give it to devices): {public}")

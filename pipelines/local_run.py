@@ -108,7 +108,7 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     params["run_name"] = run_name
     fleet = None
     if args.agents > 0:
-        from edgetune.bundle import generate_keypair
+        from edgetune.signing import generate_keypair
 
         private, public = generate_keypair(KEY_DIR)
         fleet = start_local_fleet(args.agents, out / "agents", public)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from support import agents as support
 
-from edgetune import bundle, code_version
+from edgetune import bundle, code_version, signing
 from edgetune.bundle import BundleRejected
 from edgetune.errors import EdgetuneError
 
@@ -98,7 +98,7 @@ def test_member_outside_the_bundle_is_refused(make_bundle, keys, name):
 
 
 def test_signed_but_malformed_manifest_is_refused(keys):
-    key = bundle.load_private_key(keys.private)
+    key = signing.load_private_key(keys.private)
     manifest = b'{"created": "2024-01-01T00:00:00+00:00"}'
     data = bundle.pack_tar({"manifest.json": manifest, "manifest.sig": key.sign(manifest)})
 
@@ -122,22 +122,22 @@ def test_build_refuses_samples_that_do_not_match_the_spec(tmp_path, keys, model_
 
 
 def test_keygen_is_idempotent_and_keeps_the_secret_private(tmp_path):
-    private, public = bundle.generate_keypair(tmp_path)
+    private, public = signing.generate_keypair(tmp_path)
     before = private.read_bytes()
 
-    assert bundle.generate_keypair(tmp_path) == (private, public)
+    assert signing.generate_keypair(tmp_path) == (private, public)
     assert private.read_bytes() == before
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    bundle.generate_keypair(tmp_path, force=True)
+    signing.generate_keypair(tmp_path, force=True)
     assert private.read_bytes() != before
 
 
 def test_keygen_refuses_half_a_pair(tmp_path):
-    bundle.generate_keypair(tmp_path)
+    signing.generate_keypair(tmp_path)
     (tmp_path / "signing.pub").unlink()
 
     with pytest.raises(EdgetuneError, match="signing.key exists without its pair"):
-        bundle.generate_keypair(tmp_path)
+        signing.generate_keypair(tmp_path)
 
 
 def test_key_loading_errors_name_the_file(tmp_path, keys):
@@ -145,11 +145,11 @@ def test_key_loading_errors_name_the_file(tmp_path, keys):
     not_a_key.write_text("hello")
 
     with pytest.raises(EdgetuneError, match="junk.pem: not a PEM public key"):
-        bundle.load_public_key(not_a_key)
+        signing.load_public_key(not_a_key)
     with pytest.raises(EdgetuneError, match="missing.pem: cannot read key file"):
-        bundle.load_private_key(tmp_path / "missing.pem")
+        signing.load_private_key(tmp_path / "missing.pem")
     with pytest.raises(EdgetuneError, match="signing.key: not a PEM public key"):
-        bundle.load_public_key(keys.private)
+        signing.load_public_key(keys.private)
 
 
 def test_peek_manifest_reads_the_version_without_a_key(make_bundle):

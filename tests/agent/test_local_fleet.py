@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from edgetune.agent import local_fleet
-from edgetune.bundle import generate_keypair
 from edgetune.fleet import load_fleet, resolve_token
+from edgetune.signing import generate_keypair
 
 
 def test_agents_answer_and_the_fleet_file_lists_them_with_tokens(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow is imported
-from edgetune import bundle
+from edgetune import bundle, signing
 from edgetune.components.common.preprocessing import PreprocessSpec
 
 TOKEN = "test-token-0123456789"
@@ -159,8 +159,8 @@ class Keys:
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     root = tmp_path_factory.mktemp("keys")
-    private, public = bundle.generate_keypair(root / "trusted")
-    other, _ = bundle.generate_keypair(root / "other")
+    private, public = signing.generate_keypair(root / "trusted")
+    other, _ = signing.generate_keypair(root / "other")
     return Keys(private, public, other)
 
 
