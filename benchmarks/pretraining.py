@@ -26,6 +26,8 @@ from edgetune.zoo.registry import load_zoo
 
 __all__ = ["ZOO_ID", "compare", "prepared_data"]
 
+SEEDS = (0, 1, 2, 3, 4)
+
 
 def compare(preset_name: str, seeds: list[int]) -> dict:
     preset = load_preset(preset_name)
@@ -58,7 +60,8 @@ def compare(preset_name: str, seeds: list[int]) -> dict:
     return {
         "preset": preset_name,
         "epochs": preset["head_epochs"] + preset["unfreeze_epochs"],
-        "seeds": seeds,
+        "seeds": list(seeds),
+        "n_test": int(len(y_test)),
         "test_accuracy": results,
         "median": {arm: statistics.median(v) for arm, v in results.items()},
     }
@@ -67,7 +70,7 @@ def compare(preset_name: str, seeds: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     args = parser.parse_args()
     print(json.dumps(compare(args.preset, args.seeds), indent=2))
 

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import compression, fanout, input_pipeline, machine, pipeline_time
+from benchmarks import compression, fanout, input_pipeline, machine, pipeline_time, pretraining
 from benchmarks.common import RESULTS_DIR, Progress
 from edgetune.components.common import files
 
 # Run order: fanout reuses compression's int8 file; the pipeline run goes last, on its own.
-SECTIONS = ("compression", "input_pipeline", "fanout", "pipeline_time")
+SECTIONS = ("compression", "input_pipeline", "fanout", "pretraining", "pipeline_time")
 SCHEMA = 1
 
 
@@ -40,6 +40,8 @@ def _section(name: str, work: Path, done: dict[str, Any]) -> dict[str, Any]:
         if "compression" in done and shipped.is_file():
             return fanout.run(target, model=shipped, data_dir=work / "compression" / "data")
         return fanout.run(target)
+    if name == "pretraining":
+        return pretraining.compare("default", pretraining.SEEDS)
     if name == "pipeline_time":
         return pipeline_time.run(target)
     raise ValueError(f"unknown section {name!r}; accepted: {', '.join(SECTIONS)}")
