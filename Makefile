@@ -60,10 +60,10 @@ format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:$(PORT) for the local tracking store
+mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:5000 (PORT=...) for the local tracking store
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} --host 127.0.0.1 --port $(PORT)
 
-bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results and benchmarks/README.md (not tests; ~10 min) [ARGS="--only compression"]
+bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results and benchmarks/README.md (not tests; ~15 min) [ARGS="--only compression"]
 	$(BIN)/python -m benchmarks.run $(ARGS); rc=$$?; $(BIN)/python -m benchmarks.report || exit $$?; exit $$rc
 
 images: ## print the docker build commands for the two images (no Docker engine here)
