@@ -91,7 +91,10 @@ def validate_values(params: dict[str, Any]) -> None:
     from edgetune.components.qat.core import QatConfig
     from edgetune.zoo.registry import load_zoo
 
-    device_profile(params.get("device_profile", "cortex-m7"), params.get("devices_file") or None)
+    default_profile = pipeline_parameters()["device_profile"]  # the DAG's default, not a copy
+    device_profile(
+        params.get("device_profile", default_profile), params.get("devices_file") or None
+    )
     zoo = load_zoo(params.get("zoo_file") or None)
     model_id = params.get("model_id") or ""
     if model_id and model_id not in zoo:
