@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
-from edgetune.components.common.preprocessing import PreprocessSpec
 from edgetune.components.ingest.core import ingest
 from edgetune.components.preprocess.core import AugmentPolicy, preprocess
 from edgetune.demo_data import write_demo_digits
 from edgetune.pipelines.params import load_preset
+from edgetune.preprocessing import PreprocessSpec
 from edgetune.zoo.registry import load_zoo
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,7 +29,8 @@ from benchmarks.common import (
     ratio,
     timed,
 )
-from edgetune.components.common import files, litert, training
+from edgetune import files, litert
+from edgetune.components.common import training
 
 # key -> (label, steps). Order is the table's order; (a) is the reference for every ratio.
 VARIANTS = {

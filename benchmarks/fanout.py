@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import ZOO_ID, Progress, default_preset, emit, median, prepared_data, timed
+from edgetune import files, litert
 from edgetune.agent.local_fleet import start_local_fleet
 from edgetune.bundle import build_bundle
-from edgetune.components.common import files, litert, training
-from edgetune.components.common.preprocessing import normalize
+from edgetune.components.common import training
 from edgetune.components.deploy.core import rollout
 from edgetune.errors import EdgetuneError
 from edgetune.fleet import load_fleet
+from edgetune.preprocessing import normalize
 from edgetune.signing import generate_keypair
 
 SIZES = (1, 10, 50)

@@ -23,7 +23,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from benchmarks.common import Progress, default_preset, emit, median, prepared_data, timed
-from edgetune.components.common import files, training
+from edgetune import files
+from edgetune.components.common import training
 
 VARIANTS = {
     "edgetune": "edgetune: decoded once, uint8 .npz, tf.data from arrays",

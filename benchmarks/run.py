@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks import compression, fanout, input_pipeline, machine, pipeline_time, pretraining
 from benchmarks.common import RESULTS_DIR, Progress
-from edgetune.components.common import files
+from edgetune import files
 
 # Run order: fanout reuses compression's int8 file; the pipeline run goes last, on its own.
 SECTIONS = ("compression", "input_pipeline", "fanout", "pretraining", "pipeline_time")

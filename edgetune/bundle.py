@@ -33,10 +33,9 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edgetune import code_version
-from edgetune.components.common import files
-from edgetune.components.common.preprocessing import PreprocessSpec
+from edgetune import code_version, files
 from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import PreprocessSpec
 from edgetune.signing import KeyInput, load_private_key, load_public_key
 
 MODEL_FILE = files.TFLITE_MODEL

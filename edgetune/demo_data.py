@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgetune.components.common import files
+from edgetune import files
 from edgetune.errors import EdgetuneError
 
 # load_digits stores ink as 0..16; PNG wants 0..255.

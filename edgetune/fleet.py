@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgetune.components.common.config import load_yaml, require
+from edgetune.config import load_yaml, require
 from edgetune.errors import EdgetuneError
 
 TOKEN_SCHEMES = ("env", "file")

@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edgetune.components.common import files
+from edgetune import files
 from edgetune.errors import EdgetuneError
 
 PRIVATE_KEY_FILE = "signing.key"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgetune.components.common import files
+from edgetune import files
 
 
 def compile_pipeline(out: str | os.PathLike = "pipelines/edgetune_pipeline.yaml") -> Path:

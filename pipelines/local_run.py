@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgetune import files
 from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
-from edgetune.components.common import files, summary, tracking
+from edgetune.components.common import summary, tracking
 from edgetune.errors import EdgetuneError
 from edgetune.pipelines import params as run_params
 

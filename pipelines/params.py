@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from edgetune.components.common.config import load_yaml, packaged_file
+from edgetune.config import load_yaml, packaged_file
 from edgetune.errors import EdgetuneError
 
 
@@ -83,12 +83,12 @@ def _same_kind(value: Any, default: Any) -> bool:
 
 def validate_values(params: dict[str, Any]) -> None:
     """Builds every config object the components will build, so bad values fail now."""
-    from edgetune.components.common.config import device_profile
     from edgetune.components.evaluate.core import GatePolicy
     from edgetune.components.fine_tune.core import FineTuneConfig
     from edgetune.components.preprocess.core import AugmentPolicy
     from edgetune.components.prune.core import PruneConfig
     from edgetune.components.qat.core import QatConfig
+    from edgetune.config import device_profile
     from edgetune.zoo.registry import load_zoo
 
     default_profile = pipeline_parameters()["device_profile"]  # the DAG's default, not a copy

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edgetune.components.common import files
-from edgetune.components.common.config import packaged_file
+from edgetune import files
+from edgetune.config import packaged_file
 
 ZOO_ID = "edgetune-digitnet-32"
 INPUT_SHAPE = (32, 32, 1)

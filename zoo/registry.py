@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgetune.components.common.config import load_yaml, packaged_file, require
+from edgetune.config import load_yaml, packaged_file, require
 from edgetune.errors import EdgetuneError
 
 WEIGHT_SOURCES = ("package", "keras-imagenet", "uri")

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgetune.components.common import files
-from edgetune.components.common.preprocessing import PreprocessSpec, normalize
+from edgetune import files
+from edgetune.preprocessing import PreprocessSpec, normalize
 
 EpochHook = Callable[[str, int, dict[str, float]], None]
 SPLITS = ("train", "val", "test")

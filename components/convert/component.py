@@ -25,7 +25,8 @@ def convert(
     import mlflow
     import numpy as np
 
-    from edgetune.components.common import files, tracking, training
+    from edgetune import files
+    from edgetune.components.common import tracking, training
     from edgetune.components.convert import core
     from edgetune.components.qat.core import load_qat_model
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetune.components.common import files, litert
+from edgetune import files, litert
 from edgetune.errors import EdgetuneError
 
 

@@ -34,13 +34,14 @@ def deploy(
     import mlflow
     import numpy as np
 
+    from edgetune import files, litert
     from edgetune.bundle import build_bundle
-    from edgetune.components.common import files, litert, tracking
-    from edgetune.components.common.preprocessing import normalize
+    from edgetune.components.common import tracking
     from edgetune.components.common.training import load_spec
     from edgetune.components.deploy import core
     from edgetune.errors import EdgetuneError
     from edgetune.fleet import load_fleet
+    from edgetune.preprocessing import normalize
 
     with tracking.component_run(
         "deploy",

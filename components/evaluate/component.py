@@ -29,10 +29,11 @@ def evaluate(
 
     import mlflow
 
-    from edgetune.components.common import files, tracking, training
-    from edgetune.components.common.config import DeviceProfile
+    from edgetune import files
+    from edgetune.components.common import tracking, training
     from edgetune.components.evaluate import core
     from edgetune.components.qat.core import load_qat_model
+    from edgetune.config import DeviceProfile
 
     with tracking.component_run(
         "evaluate",

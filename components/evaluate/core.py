@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgetune.components.common import files, litert
-from edgetune.components.common.config import DeviceProfile
+from edgetune import files, litert
+from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 
 KERAS_STAGES = ("float", "pruned", "qat")

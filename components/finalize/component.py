@@ -20,7 +20,8 @@ def finalize(
     """Merges the components' summary parts, logs summary.json to the parent run, ends it."""
     import mlflow
 
-    from edgetune.components.common import files, summary, tracking
+    from edgetune import files
+    from edgetune.components.common import summary, tracking
 
     experiment_id = tracking.use_experiment(tracking_uri, experiment)
     parent = tracking.parent_run(experiment_id, run_name or pipeline_run_id, pipeline_run_id)

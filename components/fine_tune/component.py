@@ -29,7 +29,8 @@ def fine_tune(
 
     import mlflow
 
-    from edgetune.components.common import files, tracking, training
+    from edgetune import files
+    from edgetune.components.common import tracking, training
     from edgetune.components.fine_tune import core
     from edgetune.zoo.registry import ZooEntry
 

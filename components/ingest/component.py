@@ -21,7 +21,8 @@ def ingest(
     """Writes dataset.parquet and ingest_report.json (fingerprint, counts, quarantine)."""
     import mlflow
 
-    from edgetune.components.common import files, progress, tracking
+    from edgetune import files, progress
+    from edgetune.components.common import tracking
     from edgetune.components.ingest import core
 
     with tracking.component_run(

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from edgetune.components.common import files
-from edgetune.components.common.preprocessing import ImageDecodeError, decode_image
+from edgetune import files
 from edgetune.components.ingest.sources import Item, Listing, open_source
 from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import ImageDecodeError, decode_image
 
 SPLITS = ("train", "val", "test")
 # Reads overlap network latency on s3:// and gs://; Pillow releases the GIL while it inflates.

@@ -24,9 +24,10 @@ def preprocess(
 
     import mlflow
 
-    from edgetune.components.common import files, progress, tracking
-    from edgetune.components.common.preprocessing import PreprocessSpec
+    from edgetune import files, progress
+    from edgetune.components.common import tracking
     from edgetune.components.preprocess import core
+    from edgetune.preprocessing import PreprocessSpec
 
     with tracking.component_run(
         "preprocess",

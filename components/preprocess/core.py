@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from edgetune.components.common import files
-from edgetune.components.common.preprocessing import PreprocessSpec, image_bytes_to_pixels
+from edgetune import files
 from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
 
 SPLITS = ("train", "val", "test")
 _BATCH = 256

@@ -26,7 +26,8 @@ def prune(
 
     import mlflow
 
-    from edgetune.components.common import files, tracking, training
+    from edgetune import files
+    from edgetune.components.common import tracking, training
     from edgetune.components.prune import core
 
     with tracking.component_run(

@@ -26,7 +26,8 @@ def qat(
 
     import mlflow
 
-    from edgetune.components.common import files, tracking, training
+    from edgetune import files
+    from edgetune.components.common import tracking, training
     from edgetune.components.qat import core
 
     with tracking.component_run(

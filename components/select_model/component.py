@@ -23,7 +23,8 @@ def select_model(
 
     import mlflow
 
-    from edgetune.components.common import config, files, tracking
+    from edgetune import config, files
+    from edgetune.components.common import tracking
     from edgetune.components.select_model import core
     from edgetune.zoo.registry import load_zoo
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgetune.components.common.config import DeviceProfile
+from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 from edgetune.zoo.registry import ZooEntry, weights_problem
 

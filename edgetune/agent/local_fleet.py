@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from edgetune.components.common import files
+from edgetune import files
 from edgetune.errors import EdgetuneError
 
 HOST = "127.0.0.1"

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from edgetune import litert, preprocessing
 from edgetune.bundle import VerifiedBundle
-from edgetune.components.common import litert, preprocessing
 from edgetune.errors import EdgetuneError
 
 

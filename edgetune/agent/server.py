@@ -30,8 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from edgetune import __version__
 from edgetune.agent.service import Agent, NoModel
 from edgetune.agent.store import VersionConflict
-from edgetune.components.common.preprocessing import ImageDecodeError
 from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import ImageDecodeError
 from edgetune.signing import KeyInput, load_public_key
 
 TOKEN_ENV = "EDGETUNE_AGENT_TOKEN"

@@ -19,8 +19,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgetune import files
 from edgetune.bundle import MANIFEST_FILE, VerifiedBundle
-from edgetune.components.common import files
 from edgetune.errors import EdgetuneError
 
 POINTER_FILE = "state.json"

@@ -26,7 +26,7 @@ from PIL import Image
 
 import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow is imported
 from edgetune import bundle, signing
-from edgetune.components.common.preprocessing import PreprocessSpec
+from edgetune.preprocessing import PreprocessSpec
 
 TOKEN = "test-token-0123456789"
 SPEC = PreprocessSpec(

@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow is imported
-from edgetune.components.common import files
-from edgetune.components.common.config import DeviceProfile
-from edgetune.components.common.preprocessing import PreprocessSpec
+from edgetune import files
+from edgetune.config import DeviceProfile
+from edgetune.preprocessing import PreprocessSpec
 from edgetune.zoo.registry import ZooEntry
 
 LABELS = ("horizontal", "vertical", "diagonal")

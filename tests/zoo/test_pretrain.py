@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from edgetune.components.common import files
+from edgetune import files
 from edgetune.zoo import pretrain
 from edgetune.zoo.registry import ZooEntry, build_backbone, load_zoo
 

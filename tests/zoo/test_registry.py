@@ -9,7 +9,7 @@ import pytest
 import yaml
 from support import models as support
 
-from edgetune.components.common.config import packaged_file
+from edgetune.config import packaged_file
 from edgetune.errors import EdgetuneError
 from edgetune.zoo import registry
 from edgetune.zoo.registry import ZooEntry, build_backbone, load_zoo, weights_problem

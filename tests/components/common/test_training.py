@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from support import models as support
 
-from edgetune.components.common import files, training
+from edgetune import files
+from edgetune.components.common import training
 
 
 def tiny_model():

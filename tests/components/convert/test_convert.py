@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support import models as support
 
-from edgetune.components.common import files, litert
+from edgetune import files, litert
 from edgetune.components.convert import core
 from edgetune.components.convert.core import check_tflite, convert, to_int8_tflite
 from edgetune.errors import EdgetuneError

@@ -9,7 +9,7 @@ import pytest
 from kfp import dsl
 from support import models as support
 
-from edgetune.components.common import files
+from edgetune import files
 from edgetune.components.convert.component import convert
 
 

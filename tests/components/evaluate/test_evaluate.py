@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 from support import models as support
 
-from edgetune.components.common import files, litert
-from edgetune.components.common.config import DeviceProfile
+from edgetune import files, litert
 from edgetune.components.evaluate.core import (
     GatePolicy,
     classification_metrics,
@@ -16,6 +15,7 @@ from edgetune.components.evaluate.core import (
     gate,
     plot_confusion,
 )
+from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 
 LABELS = ["cat", "dog", "cow"]

@@ -12,7 +12,8 @@ from kfp import dsl
 from PIL import Image
 from support import models as support
 
-from edgetune.components.common import files, tracking
+from edgetune import files
+from edgetune.components.common import tracking
 from edgetune.components.evaluate.component import evaluate
 from edgetune.components.select_model.core import select_model
 

@@ -10,7 +10,8 @@ import pytest
 from kfp import dsl
 from support import models as support
 
-from edgetune.components.common import files, summary, tracking
+from edgetune import files
+from edgetune.components.common import summary, tracking
 from edgetune.components.finalize.component import finalize
 
 

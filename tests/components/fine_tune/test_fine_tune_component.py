@@ -8,7 +8,8 @@ import pytest
 from kfp import dsl
 from support import models as support
 
-from edgetune.components.common import files, training
+from edgetune import files
+from edgetune.components.common import training
 from edgetune.components.fine_tune.component import fine_tune
 from edgetune.components.select_model.core import select_model
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edgetune.components.common import files
+from edgetune import files
 from edgetune.components.ingest.core import (
     SPLITS,
     assign_splits,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgetune.components.common.preprocessing import PreprocessSpec
 from edgetune.components.ingest.core import ingest
+from edgetune.preprocessing import PreprocessSpec
 
 CLASSES = ("el", "tee", "vee")
 

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from edgetune.components.common import files
-from edgetune.components.common.preprocessing import PreprocessSpec, image_bytes_to_pixels
+from edgetune import files
 from edgetune.components.preprocess.core import AugmentPolicy, augment, preprocess
 from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
 
 # Every random range at zero: only the flags and the copy count act.
 STILL = AugmentPolicy(copies=4, translate=0, rotate_degrees=0, zoom=0, brightness=0, contrast=0)

@@ -10,7 +10,8 @@ import pytest
 from kfp import dsl
 from support import models as support
 
-from edgetune.components.common import files, tracking, training
+from edgetune import files
+from edgetune.components.common import tracking, training
 from edgetune.components.prune.component import prune
 
 

@@ -10,7 +10,8 @@ import pytest
 from kfp import dsl
 from support import models as support
 
-from edgetune.components.common import files, tracking
+from edgetune import files
+from edgetune.components.common import tracking
 from edgetune.components.qat.component import qat
 from edgetune.components.qat.core import load_qat_model
 

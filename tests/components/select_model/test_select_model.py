@@ -6,13 +6,13 @@ import hashlib
 
 import pytest
 
-from edgetune.components.common.config import DeviceProfile, device_profile, packaged_file
 from edgetune.components.select_model.core import (
     INT8_BYTES_PER_PARAM,
     INT8_FIXED_BYTES,
     judge,
     select_model,
 )
+from edgetune.config import DeviceProfile, device_profile, packaged_file
 from edgetune.errors import EdgetuneError
 from edgetune.zoo import registry
 from edgetune.zoo.registry import ZooEntry, load_zoo

@@ -11,7 +11,8 @@ import yaml
 from kfp import dsl
 from support import models as support
 
-from edgetune.components.common import files, tracking
+from edgetune import files
+from edgetune.components.common import tracking
 from edgetune.components.select_model.component import select_model
 from edgetune.errors import EdgetuneError
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgetune.components.common.preprocessing import (
+from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import (
     ImageDecodeError,
     PreprocessSpec,
     decode_image,
@@ -18,7 +19,6 @@ from edgetune.components.common.preprocessing import (
     quantize_input,
     to_pixels,
 )
-from edgetune.errors import EdgetuneError
 
 SPEC = PreprocessSpec(height=4, width=6, channels=1, scale=1 / 255, offset=0.0, labels=("a", "b"))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetune.components.common.preprocessing import dequantize_output, quantize_input
+from edgetune.preprocessing import dequantize_output, quantize_input
 
 
 def run_one(interpreter: Any, x: np.ndarray) -> np.ndarray:

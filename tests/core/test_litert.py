@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support import models as support
 
-from edgetune.components.common import litert
+from edgetune import litert
 
 
 @pytest.fixture(scope="module")

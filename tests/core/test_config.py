@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from edgetune.components.common.config import (
+from edgetune.config import (
     DeviceProfile,
     device_profile,
     load_device_profiles,

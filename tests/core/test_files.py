@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetune.components.common import files
+from edgetune import files
 
 
 def leftovers(directory: Path) -> list[str]:
