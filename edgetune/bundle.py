@@ -27,13 +27,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import (
+    BeforeValidator,
+    Field,
+    Strict,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from edgetune import code_version, files
+from edgetune.config import STRICT, validate
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec
 from edgetune.signing import KeyInput, load_private_key, load_public_key
@@ -45,6 +56,8 @@ SIGNATURE_FILE = "manifest.sig"
 # Files every bundle must list in its manifest; a bundle may list more (e.g. a README).
 REQUIRED_FILES = (MODEL_FILE, SAMPLES_FILE)
 # A version names a directory on the device, so it must be a safe file name.
+# Matched with fullmatch (Python) or as a pydantic pattern (Rust regex, where `$` is the end
+# of the text): "1.0.0\n" is not a version.
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _MEMBER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -54,20 +67,60 @@ class BundleRejected(EdgetuneError):
     """A bundle failed verification; the message is the one-line reason."""
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """The parsed, validated manifest.json of a bundle."""
+def _spec(value: Any) -> PreprocessSpec:
+    if isinstance(value, PreprocessSpec):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("expected the preprocessing spec as an object")
+    try:
+        return PreprocessSpec.from_dict(value)
+    except (TypeError, ValueError) as e:  # EdgetuneError is a ValueError
+        raise ValueError(f"bad preprocessing spec ({e})") from None
 
-    version: str
-    created: str
-    files: Mapping[str, Mapping[str, Any]]
-    labels: tuple[str, ...]
-    spec: PreprocessSpec
-    metrics: Mapping[str, Any]
-    mlflow_run_id: str | None
-    data_fingerprint: str | None
-    code_version: str
-    smoke_min_agreement: float
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class FileEntry:
+    """What the manifest says about one shipped file."""
+
+    sha256: Annotated[StrictStr, Field(pattern=_SHA256_PATTERN.pattern)]
+    bytes: Annotated[StrictInt, Field(ge=0)]
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class Manifest:
+    """The parsed, validated manifest.json of a bundle (unknown fields are refused)."""
+
+    version: Annotated[StrictStr, Field(pattern=VERSION_PATTERN.pattern)]
+    created: StrictStr
+    files: dict[str, FileEntry]
+    labels: tuple[StrictStr, ...]
+    preprocessing: Annotated[PreprocessSpec, BeforeValidator(_spec)]
+    metrics: dict[str, Any]
+    mlflow_run_id: StrictStr | None
+    data_fingerprint: StrictStr | None
+    code_version: StrictStr
+    smoke_min_agreement: Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return self.preprocessing
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, table: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        for name in table:
+            if not _MEMBER_PATTERN.fullmatch(name) or name in (MANIFEST_FILE, SIGNATURE_FILE):
+                raise ValueError(f"{name!r} is not a shippable file name")
+        missing = [name for name in REQUIRED_FILES if name not in table]
+        if missing:
+            raise ValueError(f"must list {', '.join(REQUIRED_FILES)}")
+        return table
+
+    @model_validator(mode="after")
+    def _labels_match(self) -> Manifest:
+        if self.labels != self.preprocessing.labels:
+            raise ValueError("labels differ from the preprocessing labels")
+        return self
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
@@ -78,25 +131,7 @@ class Manifest:
             raise BundleRejected(f"{MANIFEST_FILE} is not valid JSON ({e})") from None
         if not isinstance(doc, dict):
             raise BundleRejected(f"{MANIFEST_FILE} is not a JSON object")
-        try:
-            spec = PreprocessSpec.from_dict(_field(doc, "preprocessing", dict))
-        except (EdgetuneError, TypeError, ValueError) as e:
-            raise BundleRejected(f"{MANIFEST_FILE}: bad preprocessing spec ({e})") from None
-        manifest = cls(
-            version=_version(doc),
-            created=_field(doc, "created", str),
-            files=_file_table(doc),
-            labels=tuple(_field(doc, "labels", list)),
-            spec=spec,
-            metrics=MappingProxyType(_field(doc, "metrics", dict)),
-            mlflow_run_id=_field(doc, "mlflow_run_id", (str, type(None))),
-            data_fingerprint=_field(doc, "data_fingerprint", (str, type(None))),
-            code_version=_field(doc, "code_version", str),
-            smoke_min_agreement=_agreement(doc),
-        )
-        if manifest.labels != spec.labels:
-            raise BundleRejected(f"{MANIFEST_FILE}: labels differ from the preprocessing labels")
-        return manifest
+        return validate(cls, doc, MANIFEST_FILE, error=BundleRejected)
 
 
 @dataclass(frozen=True)
@@ -125,7 +160,7 @@ class VerifiedBundle:
 
     @property
     def model_sha256(self) -> str:
-        return str(self.manifest.files[MODEL_FILE]["sha256"])
+        return self.manifest.files[MODEL_FILE].sha256
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         """The smoke-test inputs (uint8 pixels) and the class indices expected for them."""
@@ -184,7 +219,7 @@ def build_bundle(
     Raises:
         EdgetuneError: a bad argument (the message names it).
     """
-    if not VERSION_PATTERN.match(version):
+    if not VERSION_PATTERN.fullmatch(version):
         raise EdgetuneError(f"bundle version {version!r}; accepted: {VERSION_PATTERN.pattern}")
     if not 0.0 <= smoke_min_agreement <= 1.0:
         raise EdgetuneError(f"smoke_min_agreement={smoke_min_agreement}; accepted: 0.0 to 1.0")
@@ -340,7 +375,7 @@ def _check_member(info: tarfile.TarInfo, seen: Mapping[str, bytes]) -> None:
     name = info.name
     if name.startswith("/") or ".." in name.split("/") or "\\" in name:
         raise BundleRejected(f"unsafe member name {name!r} (absolute path or '..')")
-    if not _MEMBER_PATTERN.match(name):
+    if not _MEMBER_PATTERN.fullmatch(name):
         raise BundleRejected(f"member {name!r} is not a flat file name; bundles hold no folders")
     if not info.isreg():
         raise BundleRejected(f"member {name!r} is not a regular file (links are refused)")
@@ -363,54 +398,10 @@ def _check_files(manifest: Manifest, members: Mapping[str, bytes]) -> None:
         raise BundleRejected(f"not listed in the manifest: {', '.join(extra)}")
     for name, entry in manifest.files.items():
         data = members[name]
-        if len(data) != entry["bytes"]:
-            raise BundleRejected(f"{name}: {len(data)} bytes, manifest says {entry['bytes']}")
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if len(data) != entry.bytes:
+            raise BundleRejected(f"{name}: {len(data)} bytes, manifest says {entry.bytes}")
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
             raise BundleRejected(f"{name}: sha256 does not match the manifest")
-
-
-# ------------------------------------------------------------------------ manifest fields
-
-
-def _field(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    if key not in doc:
-        raise BundleRejected(f"{MANIFEST_FILE}: missing field {key!r}")
-    value = doc[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise BundleRejected(f"{MANIFEST_FILE}: field {key!r} has the wrong type")
-    return value
-
-
-def _version(doc: Mapping[str, Any]) -> str:
-    version = _field(doc, "version", str)
-    if not VERSION_PATTERN.match(version):
-        raise BundleRejected(f"{MANIFEST_FILE}: version {version!r} is not a safe name")
-    return version
-
-
-def _agreement(doc: Mapping[str, Any]) -> float:
-    value = float(_field(doc, "smoke_min_agreement", (int, float)))
-    if not 0.0 <= value <= 1.0:
-        raise BundleRejected(f"{MANIFEST_FILE}: smoke_min_agreement={value}; accepted: 0.0 to 1.0")
-    return value
-
-
-def _file_table(doc: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
-    table = _field(doc, "files", dict)
-    for name in REQUIRED_FILES:
-        if name not in table:
-            raise BundleRejected(f"{MANIFEST_FILE}: does not list {name}")
-    for name, entry in table.items():
-        ok_name = bool(_MEMBER_PATTERN.match(name)) and name not in (MANIFEST_FILE, SIGNATURE_FILE)
-        ok_entry = (
-            isinstance(entry, dict)
-            and isinstance(entry.get("sha256"), str)
-            and bool(_SHA256_PATTERN.match(entry["sha256"]))
-            and isinstance(entry.get("bytes"), int)
-        )
-        if not (ok_name and ok_entry):
-            raise BundleRejected(f"{MANIFEST_FILE}: bad files entry {name!r}")
-    return MappingProxyType({name: MappingProxyType(entry) for name, entry in table.items()})
 
 
 def _read_samples(data: bytes, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:

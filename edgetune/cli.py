@@ -6,19 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from edgetune.agent.options import add_serve_arguments
 from edgetune.errors import EdgetuneError
 
 
 def _agent_serve(args: argparse.Namespace) -> int:
+    from edgetune.agent.options import serve_kwargs
     from edgetune.agent.server import serve
 
-    serve(
-        host=args.host,
-        port=args.port,
-        state_dir=args.state_dir,
-        trusted_key=args.trusted_key,
-        token_file=args.token_file,
-    )
+    serve(**serve_kwargs(args))
     return 0
 
 
@@ -73,17 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="agent_command", required=True
     )
     serve = agent.add_parser("serve", help="serve models pushed as signed bundles")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--state-dir", required=True, help="where installed models are kept")
-    serve.add_argument(
-        "--trusted-key", required=True, help="Ed25519 public key (PEM) bundles must be signed with"
-    )
-    serve.add_argument(
-        "--token-file",
-        default=None,
-        help="file holding the bearer token pushes must carry (default: $EDGETUNE_AGENT_TOKEN)",
-    )
+    add_serve_arguments(serve)  # declared beside the agent: edgetune/agent/options.py
     serve.set_defaults(func=_agent_serve)
 
     demo = sub.add_parser("demo-data", help="write the UCI digits (scikit-learn) as a PNG folder")

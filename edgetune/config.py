@@ -1,22 +1,36 @@
-"""Config files and the typed values read from them, validated at the boundary.
+"""Config files and the typed values read from them, validated at the boundary by pydantic.
 
-A bad value is reported with the file, the field, the value and what would be accepted.
+A bad value is reported in one line with the file, the field, the value and what would be
+accepted: `validate` turns pydantic's ValidationError into an EdgetuneError.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.resources
 import os
-from dataclasses import asdict, dataclass
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import ValidationError as _ValidationError
+from pydantic.dataclasses import dataclass
 
 from edgetune.errors import EdgetuneError
 
 PACKAGED_DEVICES = "devices.yaml"
 PACKAGED_ZOO = "registry.yaml"
+# Unknown fields are refused: a misspelt key would otherwise be silently ignored.
+STRICT = ConfigDict(extra="forbid")
+
+T = TypeVar("T")
+# pydantic says "Input should be a valid integer"; edgetune's errors say "must be ...".
+_SHOULD = re.compile(r"^\w+ should")
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+PositiveFloat = Annotated[StrictFloat, Field(gt=0)]
 
 
 def packaged_file(package: str, name: str) -> Path:
@@ -25,6 +39,7 @@ def packaged_file(package: str, name: str) -> Path:
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
+    """The parsed YAML document at `path`; EdgetuneError names the file (and line) if not."""
     path = Path(path)
     if not path.is_file():
         raise EdgetuneError(f"{path}: file not found")
@@ -39,23 +54,73 @@ def load_yaml(path: str | os.PathLike) -> Any:
 
 
 def require(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    """d[key], checked for presence and type; the error names `where` and the field."""
+    """d[key], checked for presence and type (kept for zoo/registry.py until it uses `validate`)."""
     if not isinstance(d, dict) or key not in d:
         raise EdgetuneError(f"{where}: missing field {key!r}")
-    value = d[key]
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise EdgetuneError(f"{where}: field {key!r}={value!r}; expected {_kind_name(kind)}")
-    if not isinstance(value, kind):
-        raise EdgetuneError(f"{where}: field {key!r}={value!r}; expected {_kind_name(kind)}")
+    value, kinds = d[key], kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise EdgetuneError(f"{where}: field {key!r}={value!r}; expected {names}")
     return value
 
 
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
+@functools.cache
+def _adapter(kind: type) -> TypeAdapter:
+    return TypeAdapter(kind)
 
 
-@dataclass(frozen=True)
+def validate(
+    kind: type[T],
+    data: Any,
+    where: str,
+    *,
+    context: dict[str, Any] | None = None,
+    error: type[EdgetuneError] = EdgetuneError,
+) -> T:
+    """`data` validated as `kind` (a pydantic dataclass or model).
+
+    Args:
+        kind: the type to build.
+        data: the raw value (usually a dict read from YAML or JSON).
+        where: names the source in the error, e.g. "devices.yaml: devices[1]".
+        context: passed to the type's validators (e.g. the folder relative paths start at).
+        error: the EdgetuneError subclass to raise.
+
+    Raises:
+        EdgetuneError: one line naming `where`, the field, the value and what is accepted.
+    """
+    if not isinstance(data, dict):
+        raise error(f"{where}: expected a mapping with fields {', '.join(_field_names(kind))}")
+    try:
+        return _adapter(kind).validate_python(data, context=context)
+    except _ValidationError as e:
+        raise error(describe(e, where, kind)) from None
+
+
+def describe(e: _ValidationError, where: str, kind: type | None = None) -> str:
+    """The first problem of a ValidationError as one line (how many more, if any)."""
+    errors = e.errors(include_url=False)
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"]) or "value"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if first["type"] == "missing":
+        return f"{where}: missing field {field!r}{more}"
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        accepted = f"; accepted: {', '.join(_field_names(kind))}" if kind else ""
+        return f"{where}: unknown field {field!r}{accepted}{more}"
+    message = _SHOULD.sub("must", first["msg"].removeprefix("Value error, "))
+    value = repr(first["input"])
+    value = value if len(value) <= 80 else value[:77] + "..."
+    return f"{where}: field {field!r}={value}; {message}{more}"
+
+
+def _field_names(kind: type) -> list[str]:
+    if dataclasses.is_dataclass(kind):
+        return [f.name for f in dataclasses.fields(kind)]
+    return list(getattr(kind, "model_fields", {}))
+
+
+@dataclass(frozen=True, config=STRICT)
 class DeviceProfile:
     """What a class of device can hold and how fast it computes.
 
@@ -66,34 +131,24 @@ class DeviceProfile:
         latency_budget_ms: the longest single inference the application accepts.
         macs_per_ms: sustained int8 multiply-accumulates per millisecond on one core;
             used to estimate latency from a model's MACs before anything is built.
+        description: for people.
     """
 
-    name: str
-    flash_bytes: int
-    ram_bytes: int
-    latency_budget_ms: float
-    macs_per_ms: float
-    description: str = ""
+    name: Annotated[StrictStr, Field(min_length=1)]
+    flash_bytes: PositiveInt
+    ram_bytes: PositiveInt
+    latency_budget_ms: PositiveFloat
+    macs_per_ms: PositiveFloat
+    description: StrictStr = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The profile as plain JSON values (what `from_dict` reads back)."""
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "device profile") -> DeviceProfile:
-        profile = cls(
-            name=require(d, "name", str, where),
-            flash_bytes=require(d, "flash_bytes", int, where),
-            ram_bytes=require(d, "ram_bytes", int, where),
-            latency_budget_ms=float(require(d, "latency_budget_ms", (int, float), where)),
-            macs_per_ms=float(require(d, "macs_per_ms", (int, float), where)),
-            description=str(d.get("description", "")),
-        )
-        for field in ("flash_bytes", "ram_bytes", "latency_budget_ms", "macs_per_ms"):
-            if getattr(profile, field) <= 0:
-                raise EdgetuneError(
-                    f"{where}: field {field!r}={getattr(profile, field)}; must be > 0"
-                )
-        return profile
+    def from_dict(cls, d: Any, where: str = "device profile") -> DeviceProfile:
+        """A validated profile; EdgetuneError names `where`, the field and the value."""
+        return validate(cls, d, where)
 
 
 def load_device_profiles(path: str | os.PathLike | None = None) -> dict[str, DeviceProfile]:
@@ -113,6 +168,7 @@ def load_device_profiles(path: str | os.PathLike | None = None) -> dict[str, Dev
 
 
 def device_profile(name: str, path: str | os.PathLike | None = None) -> DeviceProfile:
+    """The profile called `name`; EdgetuneError lists the known names if there is none."""
     profiles = load_device_profiles(path)
     if name not in profiles:
         raise EdgetuneError(

@@ -14,19 +14,20 @@ Tokens are referenced, never written in the file, so the inventory can live in g
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from edgetune.config import load_yaml, require
+from pydantic import Field, StrictStr, ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass
+
+from edgetune.config import STRICT, load_yaml, validate
 from edgetune.errors import EdgetuneError
 
 TOKEN_SCHEMES = ("env", "file")
-_FIELDS = ("name", "url", "token_ref", "tags")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class FleetDevice:
     """One device agent.
 
@@ -37,10 +38,40 @@ class FleetDevice:
         tags: free labels to group devices by.
     """
 
-    name: str
-    url: str
-    token_ref: str
-    tags: tuple[str, ...] = ()
+    name: Annotated[StrictStr, Field(min_length=1)]
+    url: StrictStr
+    token_ref: StrictStr
+    tags: tuple[StrictStr, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("expected a non-empty name")
+        return name.strip()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected http(s)://host[:port]")
+        try:
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise ValueError("invalid port; expected http(s)://host[:port]") from None
+        return url.strip().rstrip("/")
+
+    @field_validator("token_ref")
+    @classmethod
+    def _token_ref(cls, ref: str, info: ValidationInfo) -> str:
+        scheme, sep, value = ref.partition(":")
+        if not sep or scheme not in TOKEN_SCHEMES or not value.strip():
+            raise ValueError("accepted: env:VARIABLE or file:PATH")
+        if scheme == "file" and info.context and "base" in info.context:
+            # Relative to the fleet file, so the inventory and its token folder move together.
+            return f"file:{(Path(info.context['base']) / value.strip()).resolve()}"
+        return f"{scheme}:{value.strip()}"
 
 
 def load_fleet(path: str | os.PathLike[str]) -> list[FleetDevice]:
@@ -63,61 +94,16 @@ def load_fleet(path: str | os.PathLike[str]) -> list[FleetDevice]:
     devices: list[FleetDevice] = []
     seen: set[str] = set()
     for i, entry in enumerate(entries):
-        device = _device(entry, path, i)
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where = f"{path}: devices[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+        device = validate(FleetDevice, entry, where, context={"base": path.parent})
         if device.name in seen:
             raise EdgetuneError(
-                f"{path}: devices[{i}]: name {device.name!r} is used twice; names must be unique"
+                f"{where}: name {device.name!r} is used twice; names must be unique"
             )
         seen.add(device.name)
         devices.append(device)
     return devices
-
-
-def _device(entry: Any, path: Path, index: int) -> FleetDevice:
-    where = f"{path}: devices[{index}]"
-    if not isinstance(entry, dict):
-        raise EdgetuneError(f"{where}: expected a mapping with fields {', '.join(_FIELDS)}")
-    name = require(entry, "name", str, where).strip()
-    if not name:
-        raise EdgetuneError(f"{where}: field 'name' is empty")
-    where = f"{where} ({name})"
-    unknown = sorted(set(entry) - set(_FIELDS))
-    if unknown:
-        raise EdgetuneError(
-            f"{where}: unknown field {unknown[0]!r}; accepted: {', '.join(_FIELDS)}"
-        )
-    tags = entry.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise EdgetuneError(f"{where}: field 'tags'={tags!r}; expected a list of strings")
-    return FleetDevice(
-        name=name,
-        url=_url(require(entry, "url", str, where), where),
-        token_ref=_token_ref(require(entry, "token_ref", str, where), path.parent, where),
-        tags=tuple(tags),
-    )
-
-
-def _url(url: str, where: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EdgetuneError(f"{where}: field 'url'={url!r}; expected http(s)://host[:port]")
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        raise EdgetuneError(f"{where}: field 'url'={url!r} has an invalid port") from None
-    return url.strip().rstrip("/")
-
-
-def _token_ref(ref: str, base: Path, where: str) -> str:
-    scheme, sep, value = ref.partition(":")
-    if not sep or scheme not in TOKEN_SCHEMES or not value.strip():
-        raise EdgetuneError(
-            f"{where}: field 'token_ref'={ref!r}; accepted: env:VARIABLE or file:PATH"
-        )
-    if scheme == "file":
-        # Relative to the fleet file, so the inventory and its token folder move together.
-        return f"file:{(base / value.strip()).resolve()}"
-    return f"env:{value.strip()}"
 
 
 def resolve_token(device: FleetDevice) -> str:

@@ -1,7 +1,9 @@
 """A fleet of real agents on this machine: what `make local-run`, the tests and the benchmark deploy to.
 
-Each agent is its own `edgetune agent serve` process on a free loopback port, with its own
-state folder and token, and the fleet file lists them as any fleet file would.
+Each agent is its own `edgetune agent serve` process with its own state folder and token,
+and the fleet file lists them as any fleet file would. The parent binds each agent's
+loopback socket (port 0: the kernel picks a free one) and hands the listening socket to the
+child, so no other process can take the port between choosing and binding it.
 """
 
 from __future__ import annotations
@@ -24,12 +26,6 @@ from edgetune import files
 from edgetune.errors import EdgetuneError
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -59,8 +55,8 @@ def start_local_fleet(
     """Starts `n` agents under `root` (state, token and log per agent) and waits until each answers.
 
     Raises:
-        EdgetuneError: an agent exits or does not answer /health within `timeout_s`, three
-            times over (the message carries the end of its log).
+        EdgetuneError: an agent exits or does not answer /health within `timeout_s` (the
+            message carries the end of its log).
     """
     root = Path(root)
     fleet = LocalFleet(root=root, fleet_file=root / "fleet.yaml", urls=[])
@@ -69,15 +65,12 @@ def start_local_fleet(
         for name in names:  # start them all, then wait: they boot in parallel
             home = root / name
             home.mkdir(parents=True, exist_ok=True)
-            files.write_bytes(home / "token", secrets.token_urlsafe(24).encode())
-            os.chmod(home / "token", 0o600)
+            write_token(home / "token", secrets.token_urlsafe(32))
             proc, url = _spawn(home, trusted_key)
             fleet.processes.append(proc)
             fleet.urls.append(url)
-        for i, name in enumerate(names):
-            fleet.processes[i], fleet.urls[i] = _wait_until_up(
-                fleet.processes[i], fleet.urls[i], root / name, trusted_key, timeout_s
-            )
+        for proc, url, name in zip(fleet.processes, fleet.urls, names, strict=True):
+            _wait_until_up(proc, url, root / name, timeout_s)
         entries = [
             {"name": name, "url": url, "token_ref": f"file:{name}/token", "tags": ["local"]}
             for name, url in zip(names, fleet.urls, strict=True)
@@ -90,13 +83,26 @@ def start_local_fleet(
     return fleet
 
 
+def write_token(path: Path, token: str) -> None:
+    """Writes a token file readable by its owner only, from the moment it exists."""
+    with files.atomic_path(path) as tmp:
+        tmp.chmod(0o600)  # before the secret is written
+        tmp.write_text(token)
+
+
 def _spawn(home: Path, trusted_key: str | os.PathLike) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--host", HOST, "--port", str(port),
-           "--state-dir", str(home / "state"), "--trusted-key", str(trusted_key),
-           "--token-file", str(home / "token")]  # fmt: skip
-    with open(home / "agent.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--host", HOST,
+               "--fd", str(sock.fileno()), "--state-dir", str(home / "state"),
+               "--trusted-key", str(trusted_key), "--token-file", str(home / "token")]  # fmt: skip
+        with open(home / "agent.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),)
+            )
+    # The child holds its own copy of the listening socket; ours is closed here.
     return proc, f"http://{HOST}:{port}"
 
 
@@ -111,28 +117,15 @@ def local_fleet(
         fleet.stop()
 
 
-def _wait_until_up(
-    proc: subprocess.Popen,
-    url: str,
-    home: Path,
-    trusted_key: str | os.PathLike,
-    timeout_s: float,
-    attempts: int = 3,
-) -> tuple[subprocess.Popen, str]:
-    """The agent once it answers /health. One that exits early is started again on a new
-    port: a free port is chosen, then released for the agent to bind, and another process
-    can take it in between."""
-    for attempt in range(attempts):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                httpx.get(f"{url}/health", timeout=1.0)
-                return proc, url
-            except httpx.TransportError:
-                time.sleep(0.1)
-        if proc.poll() is None or attempt == attempts - 1:
-            break
-        proc, url = _spawn(home, trusted_key)
+def _wait_until_up(proc: subprocess.Popen, url: str, home: Path, timeout_s: float) -> None:
+    """Returns once the agent answers /health; it cannot lose its port, so one wait suffices."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            httpx.get(f"{url}/health", timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
     if proc.poll() is None:
         proc.kill()
     log = home / "agent.log"

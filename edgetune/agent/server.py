@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -147,19 +148,21 @@ def read_token(token_file: str | os.PathLike[str] | None) -> str:
 
 def serve(
     host: str = DEFAULT_HOST,
-    port: int = 8470,
+    port: int | None = 8470,
     state_dir: str | os.PathLike[str] = ".edgetune/agent",
     trusted_key: KeyInput = ".edgetune/keys/signing.pub",
     token_file: str | os.PathLike[str] | None = None,
+    fd: int | None = None,
 ) -> None:
     """Runs the agent until interrupted (`edgetune agent serve`).
 
     Args:
         host: interface to bind; loopback by default, so only this device can call it.
-        port: TCP port.
+        port: TCP port (ignored when `fd` is given).
         state_dir: where installed versions live; the served version survives restarts.
         trusted_key: PEM file of the Ed25519 public key bundles must be signed with.
         token_file: file holding the bearer token; default $EDGETUNE_AGENT_TOKEN.
+        fd: a listening socket inherited from the parent, used instead of binding `port`.
 
     Raises:
         EdgetuneError: no token, or the trusted key cannot be loaded.
@@ -170,4 +173,6 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(state_dir, key, token)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port or 0, log_level="info"))
+    # socket(fileno=...) detects the inherited socket's family (uvicorn's own `fd` assumes AF_UNIX).
+    server.run(sockets=[socket.socket(fileno=fd)] if fd is not None else None)

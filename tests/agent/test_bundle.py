@@ -26,7 +26,7 @@ def test_signed_bundle_opens_with_its_manifest_and_samples(
 
     m = opened.manifest
     assert (m.version, m.labels, m.spec) == ("1.2.0", support.SPEC.labels, support.SPEC)
-    assert m.files["model.tflite"]["sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert m.files["model.tflite"].sha256 == hashlib.sha256(model_file.read_bytes()).hexdigest()
     assert set(m.files) == {"model.tflite", "samples.npz"}
     assert (m.mlflow_run_id, m.data_fingerprint, m.code_version) == (
         "run-123",
@@ -155,3 +155,32 @@ def test_key_loading_errors_name_the_file(tmp_path, keys):
 def test_peek_manifest_reads_the_version_without_a_key(make_bundle):
     assert bundle.peek_manifest(make_bundle("3.1.4")).version == "3.1.4"
     assert bundle.peek_manifest(make_bundle().read_bytes()).version == "1.0.0"
+
+
+def sign_manifest_changed(keys, make_bundle, change):
+    parts = members(make_bundle())
+    manifest = json.loads(parts["manifest.json"])
+    change(manifest)
+    data = json.dumps(manifest).encode()
+    key = signing.load_private_key(keys.private)
+    return bundle.pack_tar({**parts, "manifest.json": data, "manifest.sig": key.sign(data)})
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda m: m.update(version="1.0.0\n"), "field 'version'='1.0.0\\\\n'; must match pattern"),
+        (lambda m: m.update(rollback_to="0.1"), "unknown field 'rollback_to'; accepted: version"),
+        (lambda m: m.update(smoke_min_agreement=1.5), "field 'smoke_min_agreement'=1.5"),
+        (lambda m: m["files"]["model.tflite"].update(bytes="12"), "files.model.tflite.bytes"),
+        (lambda m: m["files"].pop("samples.npz"), "must list model.tflite, samples.npz"),
+        (lambda m: m.update(labels=["a", "b", "c"]), "labels differ"),
+    ],
+    ids=["version-newline", "unknown-field", "agreement", "bytes-type", "required", "labels"],
+)
+def test_signed_manifest_with_a_bad_field_is_refused_in_one_line(keys, make_bundle, change, reason):
+    data = sign_manifest_changed(keys, make_bundle, change)
+
+    with pytest.raises(BundleRejected, match=reason) as error:
+        bundle.open_bundle(data, keys.public)
+    assert str(error.value).startswith("manifest.json: ") and "\n" not in str(error.value)

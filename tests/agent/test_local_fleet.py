@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import stat
 from pathlib import Path
 
 import httpx
@@ -25,19 +26,18 @@ def test_agents_answer_and_the_fleet_file_lists_them_with_tokens(tmp_path: Path)
         assert proc.poll() is not None  # stopped on exit
 
 
-def test_an_agent_whose_port_was_taken_is_restarted_on_another(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_token_files_are_owner_only_and_agents_keep_the_port_their_parent_bound(
+    tmp_path: Path,
 ) -> None:
     _, public = generate_keypair(tmp_path / "keys")
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    real_free_port = local_fleet.free_port
-    ports = iter([taken.getsockname()[1]])
-    monkeypatch.setattr(local_fleet, "free_port", lambda: next(ports, None) or real_free_port())
-    try:
-        with local_fleet.local_fleet(1, tmp_path / "agents", public) as fleet:
-            assert not fleet.urls[0].endswith(f":{taken.getsockname()[1]}")
-            assert httpx.get(f"{fleet.urls[0]}/health", timeout=5).status_code == 200
-    finally:
-        taken.close()
+    with local_fleet.local_fleet(2, tmp_path / "agents", public) as fleet:
+        for name in ("agent-1", "agent-2"):
+            token = tmp_path / "agents" / name / "token"
+            assert stat.S_IMODE(token.stat().st_mode) == 0o600
+            assert len(token.read_text()) >= 32
+        # The port in each URL was bound by the parent and handed over: the agent is on it.
+        ports = {int(url.rsplit(":", 1)[1]) for url in fleet.urls}
+        assert len(ports) == 2
+        for port in ports:
+            with pytest.raises(OSError):  # still held by the agent
+                socket.create_server(("127.0.0.1", port))

@@ -78,3 +78,13 @@ def test_split_file_and_artifact_dir_name_and_create_the_paths(tmp_path):
     folder = files.artifact_dir(tmp_path / "a" / "b")
     assert folder == tmp_path / "a" / "b" and folder.is_dir()
     assert files.artifact_dir(folder) == folder  # a second use is harmless
+
+
+def test_sha256_file_matches_hashlib_over_the_bytes(tmp_path):
+    import hashlib
+
+    path = tmp_path / "blob"
+    data = np.random.default_rng(0).bytes(3 << 20)  # several read chunks
+    path.write_bytes(data)
+
+    assert files.sha256_file(path) == hashlib.sha256(data).hexdigest()

@@ -129,15 +129,22 @@ class ThreadedAgent:
 
 
 def start_cli_agent(
-    state_dir: Path, trusted_key: Path, token_file: Path
+    state_dir: Path, trusted_key: Path, token_file: Path, *extra: str
 ) -> tuple[subprocess.Popen, str]:
-    """`python -m edgetune.cli agent serve ...` as a subprocess; returns it and its URL once up."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--port", str(port),
-           "--state-dir", str(state_dir), "--trusted-key", str(trusted_key),
-           "--token-file", str(token_file)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    """`python -m edgetune.cli agent serve ...` as a subprocess; returns it and its URL once up.
+
+    The listening socket is bound here and inherited (`--fd`), so the port cannot be lost.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--fd", str(sock.fileno()),
+               "--state-dir", str(state_dir), "--trusted-key", str(trusted_key),
+               "--token-file", str(token_file), *extra]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(sock.fileno(),)
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
