@@ -1,9 +1,12 @@
-"""Ingest: a folder of labelled images or a Parquet table becomes one checked, split dataset.
+"""Ingest: a folder of labelled images, a Parquet table or a manifest becomes one checked, split dataset.
 
-Every image is decoded once; what cannot be used is quarantined by name with the reason,
-and the run stops only when too much of the data is bad. The split of an image is a pure
-function of its bytes, so re-ingesting a grown folder never moves an image between splits
-and identical images can never sit on both sides of the train/test line.
+One pass reads and decodes every file; what cannot be used is quarantined by name with the
+reason. `ingest_report.json` is then written, listing every problem at once, and only then does
+the run stop if the problems are fatal (too many bad files, too few classes or images).
+
+The split of an image is a pure function of its bytes, so re-ingesting a grown folder never
+moves an image between splits and identical images can never sit on both sides of the
+train/test line. Images stream through in bounded chunks: memory holds metadata, not pixels.
 """
 
 from __future__ import annotations
@@ -11,64 +14,32 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from edgetune import files
-from edgetune.components.ingest.sources import Item, Listing, open_source
+from edgetune.components.ingest import report as reporting
+from edgetune.components.ingest.examine import ACCEPTED_SCHEMA, Progress, examine_all
+from edgetune.components.ingest.report import Findings, IngestReport
+from edgetune.components.ingest.sources import LabelRules, Listing, open_source
 from edgetune.errors import EdgetuneError
-from edgetune.preprocessing import ImageDecodeError, decode_image
+from edgetune.preprocessing import DEFAULT_MAX_PIXELS
 
 SPLITS = ("train", "val", "test")
-# Reads overlap network latency on s3:// and gs://; Pillow releases the GIL while it inflates.
-_WORKERS = 8
+ROW_GROUP_ROWS = 256  # images per Parquet row group: what a streaming reader holds at once
 
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    """What ingest accepted, how it split it, and what it refused and why."""
-
-    source: str
-    fingerprint: str
-    classes: tuple[str, ...]
-    counts: dict[str, dict[str, int]]
-    n_train: int
-    n_val: int
-    n_test: int
-    n_quarantined: int
-    quarantined: tuple[dict[str, str], ...]
-    ignored_files: int
-    image_sizes: dict[str, Any]
-    n_duplicates: int
-    val_fraction: float
-    test_fraction: float
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["classes"] = list(self.classes)
-        d["quarantined"] = [dict(q) for q in self.quarantined]
-        return d
+__all__ = ["SPLITS", "IngestReport", "IngestStopped", "assign_splits", "ingest", "split_position"]
 
 
-@dataclass(frozen=True)
-class _Row:
-    path: str
-    label: str
-    sha256: str
-    width: int
-    height: int
-    mode: str
-    format: str
-    image: bytes
+class IngestStopped(EdgetuneError):
+    """The data has problems that stop the run; the report with every one of them is written."""
+
+    def __init__(self, message: str, report_path: Path) -> None:
+        super().__init__(message)
+        self.report_path = report_path
 
 
 def ingest(
@@ -79,40 +50,70 @@ def ingest(
     test_fraction: float = 0.15,
     max_quarantine_fraction: float = 0.05,
     min_per_class: int = 5,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    label_rules: LabelRules | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Checks, splits and writes a labelled image dataset.
 
     Args:
-        source: a local path or fsspec URI (`memory://`, `s3://`, `gs://`, ...) of either a
-            folder with one sub-folder per class, or a `.parquet` file with columns `image`
-            (encoded bytes) and `label`, and optionally `path` or `name`.
+        source: a local path or fsspec URI (`memory://`, `s3://`, `gs://`, ...) of a folder
+            with one sub-folder per class; a `.parquet` table with columns `image` (encoded
+            bytes) and `label` (optionally `path` or `name`); or a manifest, `.csv` or
+            `.parquet`, with columns `path` and `label`.
         out_dir: where `dataset.parquet` and `ingest_report.json` are written.
         val_fraction: share of each class's content that goes to validation, in (0, 1).
         test_fraction: share that goes to test, in (0, 1); val + test must be < 1.
         max_quarantine_fraction: the run stops when a larger share of images is unusable.
         min_per_class: the run stops when a class has fewer usable images.
+        max_pixels: a file with more pixels is quarantined, never decoded.
+        label_rules: label normalization (strip, optional case folding, label_map).
         progress: called as `progress(done, total)` while images are read.
 
     Returns:
         The report, also written to `out_dir/ingest_report.json`.
 
     Raises:
-        EdgetuneError: one line naming the cause. Nothing is written to `out_dir` then.
+        IngestStopped: the data has fatal problems; the report is written, the dataset not.
+        EdgetuneError: the settings or the source itself are unusable; nothing is written.
     """
     _check_settings(val_fraction, test_fraction, max_quarantine_fraction, min_per_class)
-    listing = open_source(source)
-    rows, quarantined = _examine_all(listing, progress)
-    rows, conflicts = _drop_conflicting_labels(rows)
-    quarantined += conflicts
-    _check_quarantine(source, len(rows), quarantined, max_quarantine_fraction)
-    _check_classes(source, listing.classes, rows, min_per_class)
-    splits = assign_splits({r.sha256: r.label for r in rows}, val_fraction, test_fraction)
-    rows = sorted(rows, key=lambda r: (r.label, r.path))
-    report = _report(source, listing, rows, splits, quarantined, val_fraction, test_fraction)
-    _write(Path(out_dir), rows, splits, report.classes)
-    files.write_json(Path(out_dir) / files.INGEST_REPORT, report.to_dict())
+    _check_max_pixels(max_pixels)
+    rules = label_rules or LabelRules()
+    listing = open_source(source, rules)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(out / files.DATASET_PARQUET) as accepted_path:
+        accepted, quarantined = examine_all(listing, accepted_path, max_pixels, progress)
+        findings = reporting.analyse(accepted, quarantined, listing.classes)
+        stops = reporting.problems(findings, listing.total, max_quarantine_fraction, min_per_class)
+        splits = assign_splits(
+            {r.sha256: r.label for r in findings.kept}, val_fraction, test_fraction
+        )
+        settings = {
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "max_quarantine_fraction": max_quarantine_fraction,
+            "min_per_class": min_per_class,
+            "max_pixels": max_pixels,
+            "labels": rules.to_dict(),
+        }
+        report = _report(source, listing, findings, splits, stops, settings)
+        report_path = out / files.INGEST_REPORT
+        files.write_json(report_path, report.to_dict())
+        if stops:
+            raise IngestStopped(_stop_line(source, stops, report_path), report_path)
+        _write_dataset(accepted_path, splits, report.classes)
     return report
+
+
+def _check_max_pixels(max_pixels: int) -> None:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise EdgetuneError(f"ingest max_pixels={max_pixels!r}; accepted: an integer >= 1")
+
+
+def _stop_line(source: str, stops: list[str], report_path: Path) -> str:
+    return f"source {source}: ingest stopped: {'; '.join(stops)}; report: {report_path}"
 
 
 def split_position(sha256: str) -> float:
@@ -177,116 +178,74 @@ def _check_settings(val: float, test: float, max_quarantine: float, min_per_clas
         raise EdgetuneError(f"ingest min_per_class={min_per_class!r}; accepted: an integer >= 1")
 
 
-def _examine_all(
-    listing: Listing, progress: Progress | None
-) -> tuple[list[_Row], list[dict[str, str]]]:
-    rows: list[_Row] = []
-    quarantined: list[dict[str, str]] = []
-    total = len(listing.entries)
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        results = pool.map(lambda entry: _examine(listing.load(entry)), listing.entries)
-        for done, result in enumerate(results, start=1):
-            if isinstance(result, _Row):
-                rows.append(result)
-            else:
-                quarantined.append(result)
-            if progress is not None:
-                progress(done, total)
-    return rows, quarantined
-
-
-def _examine(item: Item) -> _Row | dict[str, str]:
-    if item.error is not None:
-        return {"file": item.path, "reason": item.error}
-    if item.label is None:
-        return {"file": item.path, "reason": "no label"}
-    try:
-        image = decode_image(item.data, item.path)
-    except ImageDecodeError as e:
-        return {"file": item.path, "reason": str(e).removeprefix(f"{item.path}: ")}
-    except Image.DecompressionBombError as e:
-        return {"file": item.path, "reason": f"image too large ({e})"}
-    sha = hashlib.sha256(item.data).hexdigest()
-    width, height = image.size
-    return _Row(item.path, item.label, sha, width, height, image.mode, image.format, item.data)
-
-
-def _drop_conflicting_labels(rows: list[_Row]) -> tuple[list[_Row], list[dict[str, str]]]:
-    labels: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        labels[row.sha256].add(row.label)
-    kept = [r for r in rows if len(labels[r.sha256]) == 1]
-    conflicts = [
-        {
-            "file": r.path,
-            "reason": "same content labelled " + " and ".join(sorted(labels[r.sha256])),
-        }
-        for r in rows
-        if len(labels[r.sha256]) > 1
-    ]
-    return kept, conflicts
-
-
-def _check_quarantine(
-    source: str, n_accepted: int, quarantined: list[dict[str, str]], threshold: float
-) -> None:
-    total = n_accepted + len(quarantined)
-    share = len(quarantined) / total
-    if share > threshold:
-        first = "; ".join(f"{q['file']} ({q['reason']})" for q in quarantined[:3])
-        raise EdgetuneError(
-            f"source {source}: {len(quarantined)} of {total} images ({share:.1%}) are unusable, "
-            f"above max_quarantine_fraction={threshold:g}; nothing written; first: {first}"
-        )
-
-
-def _check_classes(
-    source: str, listed: tuple[str, ...], rows: list[_Row], min_per_class: int
-) -> None:
-    sizes = Counter(r.label for r in rows)
-    classes = sorted(set(listed) | set(sizes))
-    if len(classes) < 2:
-        raise EdgetuneError(
-            f"source {source}: only one class ({', '.join(classes)}); a classifier needs at least 2"
-        )
-    short = [f"{c!r} has {sizes[c]}" for c in classes if sizes[c] < min_per_class]
-    if short:
-        raise EdgetuneError(
-            f"source {source}: class {', '.join(short)} usable images; "
-            f"min_per_class={min_per_class}"
-        )
-
-
 def _report(
     source: str,
     listing: Listing,
-    rows: list[_Row],
+    findings: Findings,
     splits: dict[str, str],
-    quarantined: list[dict[str, str]],
-    val_fraction: float,
-    test_fraction: float,
+    stops: list[str],
+    settings: dict,
 ) -> IngestReport:
-    classes = tuple(sorted({r.label for r in rows}))
+    rows = findings.kept
+    classes = tuple(findings.class_counts)
     counts = {c: dict.fromkeys(SPLITS, 0) for c in classes}
     for row in rows:
         counts[row.label][splits[row.sha256]] += 1
     totals = Counter(splits[r.sha256] for r in rows)
+    quarantined = findings.quarantined
     return IngestReport(
         source=source,
+        status="stopped" if stops else "ok",
+        problems=tuple(stops),
         fingerprint=dataset_fingerprint((r.sha256, r.label) for r in rows),
         classes=classes,
+        class_counts=findings.class_counts,
         counts=counts,
         n_train=totals["train"],
         n_val=totals["val"],
         n_test=totals["test"],
         n_quarantined=len(quarantined),
-        quarantined=tuple(quarantined),
-        ignored_files=listing.ignored,
-        image_sizes=_image_sizes(rows),
+        quarantined_by_reason=reporting.by_reason(quarantined),
+        quarantined=tuple(q.to_dict() for q in quarantined),
+        empty_classes=tuple(findings.empty_classes),
+        small_classes={
+            c: n for c, n in findings.class_counts.items() if n < settings["min_per_class"]
+        },
+        label_conflicts=tuple(findings.label_conflicts),
+        duplicates=tuple(findings.duplicates),
         n_duplicates=len(rows) - len({r.sha256 for r in rows}),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
+        near_empty=tuple(r.path for r in rows if r.near_empty),
+        ignored_files=sum(listing.skipped.values()),
+        skipped=dict(sorted(listing.skipped.items())),
+        image_sizes=reporting.image_sizes(rows),
+        settings=settings,
     )
+
+
+def _write_dataset(accepted_path: Path, splits: dict[str, str], classes: tuple[str, ...]) -> None:
+    """Rewrites the accepted images in place with their split and class index, chunk by chunk.
+
+    Images whose content has a split are kept (label conflicts have none); the rest are dropped.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    schema = ACCEPTED_SCHEMA.insert(2, pa.field("label_index", pa.int32())).insert(
+        3, pa.field("split", pa.string())
+    )
+    staged = accepted_path.with_name(accepted_path.name + ".rows")
+    os.replace(accepted_path, staged)
+    try:
+        with pq.ParquetWriter(accepted_path, schema) as writer:
+            for batch in pq.ParquetFile(staged).iter_batches(batch_size=ROW_GROUP_ROWS):
+                rows = batch.to_pydict()
+                keep = [i for i, sha in enumerate(rows["sha256"]) if sha in splits]
+                if not keep:
+                    continue
+                columns = {name: [rows[name][i] for i in keep] for name in rows}
+                columns["label_index"] = [index[label] for label in columns["label"]]
+                columns["split"] = [splits[sha] for sha in columns["sha256"]]
+                writer.write_table(pa.table(columns, schema=schema))
+    finally:
+        staged.unlink()
 
 
 def dataset_fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
@@ -295,36 +254,3 @@ def dataset_fingerprint(pairs: Iterable[tuple[str, str]]) -> str:
     for sha, label in sorted(pairs):
         digest.update(f"{sha}\t{label}\n".encode())
     return digest.hexdigest()
-
-
-def _image_sizes(rows: list[_Row]) -> dict[str, Any]:
-    widths, heights = [r.width for r in rows], [r.height for r in rows]
-    return {
-        "min_width": min(widths),
-        "max_width": max(widths),
-        "min_height": min(heights),
-        "max_height": max(heights),
-        "modes": sorted({r.mode for r in rows}),
-        "formats": sorted({r.format for r in rows}),
-    }
-
-
-def _write(
-    out_dir: Path, rows: list[_Row], splits: dict[str, str], classes: tuple[str, ...]
-) -> None:
-    index = {c: i for i, c in enumerate(classes)}
-    table = pa.table(
-        {
-            "path": pa.array([r.path for r in rows], pa.string()),
-            "label": pa.array([r.label for r in rows], pa.string()),
-            "label_index": pa.array([index[r.label] for r in rows], pa.int32()),
-            "split": pa.array([splits[r.sha256] for r in rows], pa.string()),
-            "sha256": pa.array([r.sha256 for r in rows], pa.string()),
-            "width": pa.array([r.width for r in rows], pa.int32()),
-            "height": pa.array([r.height for r in rows], pa.int32()),
-            "mode": pa.array([r.mode for r in rows], pa.string()),
-            "image": pa.array([r.image for r in rows], pa.binary()),
-        }
-    )
-    with files.atomic_path(out_dir / files.DATASET_PARQUET) as tmp:
-        pq.write_table(table, tmp)
