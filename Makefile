@@ -49,8 +49,8 @@ submit: compile ## submit to a Kubeflow Pipelines host: make submit KFP_HOST=htt
 test: $(STAMP) lint ## lint, then every test (unit, kfp.local, compile, one end-to-end run)
 	$(BIN)/pytest -q
 
-test-fast: $(STAMP) ## the tests without the end-to-end run
-	$(BIN)/pytest -q -m "not e2e"
+test-fast: $(STAMP) ## the tests that train nothing: no slow, no end-to-end (under 2 minutes)
+	$(BIN)/pytest -q -m "not e2e and not slow"
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
 from edgetune.components.ingest.core import ingest
 from edgetune.components.preprocess.core import AugmentPolicy, preprocess
 from edgetune.demo_data import write_demo_digits
-from edgetune.pipelines.params import load_preset
+from edgetune.pipelines.params import resolve_preset
 from edgetune.preprocessing import PreprocessSpec
 from edgetune.zoo.registry import load_zoo
 
@@ -30,7 +30,7 @@ PRESET = "default"
 
 def default_preset(name: str = PRESET) -> dict[str, Any]:
     """The preset with a relative `data_uri` resolved against the repository, not the cwd."""
-    preset = load_preset(name)
+    preset = resolve_preset(name)
     data = Path(preset["data_uri"])
     preset["data_uri"] = str(data if data.is_absolute() else REPO / data)
     return preset

@@ -21,7 +21,7 @@ import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow
 from benchmarks.common import ZOO_ID, prepared_data
 from edgetune.components.common import training
 from edgetune.components.fine_tune.core import FineTuneConfig, fine_tune
-from edgetune.pipelines.params import load_preset
+from edgetune.pipelines.params import resolve_preset
 from edgetune.zoo.registry import load_zoo
 
 __all__ = ["ZOO_ID", "compare", "prepared_data"]
@@ -30,7 +30,7 @@ SEEDS = (0, 1, 2, 3, 4)
 
 
 def compare(preset_name: str, seeds: list[int]) -> dict:
-    preset = load_preset(preset_name)
+    preset = resolve_preset(preset_name)
     keys = (
         "head_epochs",
         "unfreeze_epochs",

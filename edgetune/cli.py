@@ -55,6 +55,13 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(args: argparse.Namespace) -> int:
+    from edgetune.pipelines.parameters import table
+
+    print(table(markdown=args.format == "markdown"), end="")
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from edgetune.pipelines.submit import main as submit
 
@@ -106,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-agents", action="store_true", help="leave the agents running at the end"
     )
     run.set_defaults(func=_local_run)
+
+    params = sub.add_parser(
+        "params", help="list every pipeline parameter: type, default, range, help"
+    )
+    params.add_argument("--format", choices=("text", "markdown"), default="text")
+    params.set_defaults(func=_params)
 
     comp = sub.add_parser("compile", help="write the KFP v2 IR YAML")
     comp.add_argument("--out", default="pipelines/edgetune_pipeline.yaml")

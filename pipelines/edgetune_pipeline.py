@@ -9,8 +9,6 @@ select_model needs only the device profile and the zoo, so it runs beside ingest
 preprocess can then size the data for the chosen model's input.
 """
 
-from typing import Optional
-
 from kfp import dsl
 
 from edgetune.components.convert.component import convert
@@ -23,6 +21,7 @@ from edgetune.components.preprocess.component import preprocess
 from edgetune.components.prune.component import prune
 from edgetune.components.qat.component import qat
 from edgetune.components.select_model.component import select_model
+from edgetune.pipelines.parameters import D
 
 PIPELINE_NAME = "edgetune"
 
@@ -33,41 +32,41 @@ PIPELINE_NAME = "edgetune"
 )
 def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run parameter
     data_uri: str,
-    run_name: str = "",
-    tracking_uri: str = "",
-    experiment: str = "edgetune",
-    device_profile: str = "cortex-m7",
-    devices_file: str = "",
-    zoo_file: str = "",
-    model_id: str = "",
-    domain: str = "handwritten-digits",
-    allow_download: bool = False,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    max_quarantine_fraction: float = 0.05,
-    min_per_class: int = 5,
-    augment: Optional[dict] = None,  # noqa: UP045 - KFP reads the annotation
-    head_epochs: int = 8,
-    unfreeze_epochs: int = 10,
-    unfreeze_top_layers: int = 0,
-    head_learning_rate: float = 1e-3,
-    unfreeze_learning_rate: float = 3e-4,
-    batch_size: int = 32,
-    patience: int = 4,
-    target_sparsity: float = 0.5,
-    prune_epochs: int = 4,
-    prune_learning_rate: float = 1e-4,
-    qat_epochs: int = 3,
-    qat_learning_rate: float = 5e-5,
-    representative_samples: int = 200,
-    min_accuracy: float = 0.95,
-    max_drop_points: float = 1.0,
-    latency_runs: int = 200,
-    fleet_file: str = "",
-    signing_key: str = "",
-    smoke_samples: int = 16,
-    deploy_timeout_s: float = 30.0,
-    seed: int = 0,
+    run_name: str = D.run_name,
+    tracking_uri: str = D.tracking_uri,
+    experiment: str = D.experiment,
+    device_profile: str = D.device_profile,
+    devices_file: str = D.devices_file,
+    zoo_file: str = D.zoo_file,
+    model_id: str = D.model_id,
+    domain: str = D.domain,
+    allow_download: bool = D.allow_download,
+    val_fraction: float = D.val_fraction,
+    test_fraction: float = D.test_fraction,
+    max_quarantine_fraction: float = D.max_quarantine_fraction,
+    min_per_class: int = D.min_per_class,
+    augment: dict = D.augment,
+    head_epochs: int = D.head_epochs,
+    unfreeze_epochs: int = D.unfreeze_epochs,
+    unfreeze_top_layers: int = D.unfreeze_top_layers,
+    head_learning_rate: float = D.head_learning_rate,
+    unfreeze_learning_rate: float = D.unfreeze_learning_rate,
+    batch_size: int = D.batch_size,
+    patience: int = D.patience,
+    target_sparsity: float = D.target_sparsity,
+    prune_epochs: int = D.prune_epochs,
+    prune_learning_rate: float = D.prune_learning_rate,
+    qat_epochs: int = D.qat_epochs,
+    qat_learning_rate: float = D.qat_learning_rate,
+    representative_samples: int = D.representative_samples,
+    min_accuracy: float = D.min_accuracy,
+    max_drop_points: float = D.max_drop_points,
+    latency_runs: int = D.latency_runs,
+    fleet_file: str = D.fleet_file,
+    signing_key: str = D.signing_key,
+    smoke_samples: int = D.smoke_samples,
+    deploy_timeout_s: float = D.deploy_timeout_s,
+    seed: int = D.seed,
 ):
     run = {
         "run_name": run_name,

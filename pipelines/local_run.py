@@ -26,18 +26,19 @@ KEY_DIR = Path(".edgetune/keys")
 
 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's parameters: preset + overrides, checked, with local paths made absolute."""
+    """The run's parameters: preset + overrides, coerced and checked, local paths made absolute.
+
+    Everything a run could reject is rejected here, before any agent or MLflow store starts.
+    """
     params = run_params.apply_overrides(run_params.load_preset(args.preset), args.overrides)
     params = run_params.check_parameters(params)
-    run_params.validate_values(params)
     data = run_params.local_data_path(str(params["data_uri"]))
     if data is not None and data == DEMO_DATA and not data.exists():
         from edgetune.demo_data import write_demo_digits
 
         print(f"writing the demo data set to {data} (edgetune demo-data)")
         write_demo_digits(data)
-    if data is not None and not data.exists():
-        raise EdgetuneError(f"data_uri {params['data_uri']}: no such file or folder")
+    run_params.validate_values(params, local=True)
     params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
     return run_params.resolve_file_params(params)
 

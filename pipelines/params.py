@@ -1,28 +1,41 @@
-"""Run parameters: presets (YAML), `--set key=value` overrides, and up-front validation.
+"""Run parameters: presets (YAML), `--set key=value` overrides, coercion and up-front checks.
 
-A run that would fail on a bad value fails here, in a second, with one line naming the
-value, instead of minutes later inside a component.
+Every parameter is declared once (pipelines/parameters.py). A run that would fail on a bad
+value fails here, in a second, with one line naming the value, before any agent, MLflow store
+or component starts.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
+from pydantic import ValidationError
 
 from edgetune.config import load_yaml, packaged_file
 from edgetune.errors import EdgetuneError
+from edgetune.pipelines.parameters import DECLARED, MODELS, SOURCES
+from edgetune.step_config import StepConfig, explain, raw_errors
 
-
-def pipeline_parameters() -> dict[str, Any]:
-    """The pipeline's parameters and their defaults (required ones map to inspect.Parameter.empty)."""
-    from edgetune.pipelines.edgetune_pipeline import edgetune_pipeline
-
-    signature = inspect.signature(edgetune_pipeline.pipeline_func)
-    return {name: p.default for name, p in signature.parameters.items()}
+# The tracking stores MLflow accepts (mlflow's tracking store registry; a test compares).
+TRACKING_SCHEMES = (
+    "",
+    "file",
+    "sqlite",
+    "http",
+    "https",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+# Parameters that name a local file when the run is local (each is read by some step).
+FILE_PARAMETERS = ("devices_file", "zoo_file", "fleet_file", "signing_key")
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
@@ -41,94 +54,162 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     return doc
 
 
+def resolve_preset(name_or_path: str) -> dict[str, Any]:
+    """Every parameter's value for a preset: the declared defaults, then the preset, coerced."""
+    given = check_parameters(load_preset(name_or_path))
+    defaults = {p.name: p.default for p in DECLARED.values() if not p.required}
+    return {**defaults, **given}
+
+
 def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`key=value` strings on top of `params`; values are read as YAML (numbers, booleans, maps)."""
     out = dict(params)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise EdgetuneError(f"--set {item!r}: expected KEY=VALUE")
         out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
     return out
 
 
 def check_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """Rejects unknown keys, values of the wrong type and missing required parameters."""
-    known = pipeline_parameters()
-    unknown = sorted(set(params) - set(known))
+    """The given parameters, each coerced to its declared type (an int given for a float is a
+    float); unknown names, wrong types, out-of-range and missing required values raise."""
+    unknown = sorted(set(params) - set(DECLARED))
     if unknown:
         raise EdgetuneError(
-            f"unknown pipeline parameter {unknown[0]!r}; accepted: {', '.join(sorted(known))}"
+            f"unknown pipeline parameter {unknown[0]!r}; accepted: {', '.join(sorted(DECLARED))}"
         )
-    for name, default in known.items():
-        if name not in params:
-            if default is inspect.Parameter.empty:
-                raise EdgetuneError(f"pipeline parameter {name!r} is required")
-            continue
-        value = params[name]
-        if default not in (None, inspect.Parameter.empty) and not _same_kind(value, default):
-            raise EdgetuneError(
-                f"pipeline parameter {name}={value!r}; expected {type(default).__name__}"
-            )
-    return params
+    for p in DECLARED.values():
+        if p.required and p.name not in params:
+            raise EdgetuneError(f"pipeline parameter {p.name!r} is required ({p.help})")
+    return {name: DECLARED[name].coerce(value) for name, value in params.items()}
 
 
-def _same_kind(value: Any, default: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    return isinstance(value, type(default))
+def step_configs(params: dict[str, Any]) -> dict[type[StepConfig], StepConfig]:
+    """Every step model the run parameters feed, built now so a rule across fields fails now."""
+    built = {}
+    for model in MODELS:
+        names = {f: n for n, targets in SOURCES.items() for m, f in targets if m is model}
+        values = {f: params[n] for f, n in names.items() if n in params}
+        try:
+            with raw_errors():
+                built[model] = model.model_validate(values)
+        except ValidationError as e:
+            where = "pipeline parameter " if e.errors()[0]["loc"] else "pipeline parameters: "
+            raise EdgetuneError(where + explain(model, e, names)) from None
+    return built
 
 
-def validate_values(params: dict[str, Any]) -> None:
-    """Builds every config object the components will build, so bad values fail now."""
-    from edgetune.components.evaluate.core import GatePolicy
-    from edgetune.components.fine_tune.core import FineTuneConfig
-    from edgetune.components.preprocess.core import AugmentPolicy
-    from edgetune.components.prune.core import PruneConfig
-    from edgetune.components.qat.core import QatConfig
+def validate_values(params: dict[str, Any], *, local: bool = True) -> None:
+    """Checks what a run would reject later, now: step configs, the data and tracking URIs,
+    the device profile, the zoo id and (when `local`) the files parameters name.
+
+    Args:
+        params: coerced run parameters (check_parameters).
+        local: the run's components run here (local-run), so local paths must exist here;
+            on a cluster (submit) they are paths inside the pods, checked for form only.
+    """
+    step_configs(params)
+    check_data_uri(str(params.get("data_uri", "")), local=local)
+    check_tracking_uri(str(params.get("tracking_uri", "")))
+    if local:
+        for name in FILE_PARAMETERS:
+            check_file(name, str(params.get(name) or ""))
+    _check_device_and_zoo(params, local=local)
+    if local and params.get("fleet_file"):
+        from edgetune.fleet import load_fleet
+
+        load_fleet(params["fleet_file"])
+    if local and params.get("signing_key"):
+        from edgetune.signing import load_private_key
+
+        load_private_key(params["signing_key"])
+
+
+def _check_device_and_zoo(params: dict[str, Any], *, local: bool) -> None:
     from edgetune.config import device_profile
     from edgetune.zoo.registry import load_zoo
 
-    default_profile = pipeline_parameters()["device_profile"]  # the DAG's default, not a copy
-    device_profile(
-        params.get("device_profile", default_profile), params.get("devices_file") or None
-    )
-    zoo = load_zoo(params.get("zoo_file") or None)
+    devices = params.get("devices_file") or None
+    zoo_file = params.get("zoo_file") or None
+    if devices and not local:
+        return  # a file in the pods: the profile is checked there
+    device_profile(params.get("device_profile", DECLARED["device_profile"].default), devices)
+    if zoo_file and not local:
+        return
+    zoo = load_zoo(zoo_file)
     model_id = params.get("model_id") or ""
     if model_id and model_id not in zoo:
         raise EdgetuneError(f"unknown zoo id {model_id!r}; known: {', '.join(sorted(zoo))}")
-    AugmentPolicy.from_dict(params.get("augment"))
-    for cls, prefix in (
-        (FineTuneConfig, ""),
-        (PruneConfig, "prune_"),
-        (QatConfig, "qat_"),
-        (GatePolicy, ""),
-    ):
-        _config(cls, params, prefix)
-    for name in ("latency_runs", "representative_samples", "smoke_samples"):
-        if name in params and params[name] < 1:
-            raise EdgetuneError(f"pipeline parameter {name}={params[name]}; must be >= 1")
-    fleet = params.get("fleet_file")
-    if fleet:
-        from edgetune.fleet import load_fleet
-
-        load_fleet(fleet)
 
 
-# Parameters every training step shares, named without a step prefix.
-_SHARED = ("batch_size", "seed", "target_sparsity")
+def check_data_uri(uri: str, *, local: bool = True) -> None:
+    """A non-empty local path that exists and can be read, or a remote URI fsspec knows."""
+    if not uri.strip():
+        raise EdgetuneError(
+            "pipeline parameter data_uri is empty; give an image folder, a table file or an fsspec URI"
+        )
+    path = local_data_path(uri)
+    if path is None:
+        _check_remote_uri(uri, local=local)
+        return
+    if not local and not path.is_absolute():
+        raise EdgetuneError(
+            f"pipeline parameter data_uri={uri!r}: a relative path means nothing to a cluster's "
+            "pods; give an fsspec URI (s3://, gs://, ...) or an absolute path mounted in them"
+        )
+    if local and not path.exists():
+        raise EdgetuneError(f"pipeline parameter data_uri={uri!r}: no such file or folder")
+    if local and not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise EdgetuneError(f"pipeline parameter data_uri={uri!r}: not readable")
 
 
-def _config(cls: type, params: dict[str, Any], prefix: str) -> Any:
-    """cls built from the run parameters that feed it (`prune_epochs` → PruneConfig.epochs)."""
-    values = {}
-    for field in inspect.signature(cls).parameters:
-        key = field if field in _SHARED or not prefix else f"{prefix}{field}"
-        if key in params:
-            values[field] = params[key]
-    return cls(**values)
+def _check_remote_uri(uri: str, *, local: bool) -> None:
+    import fsspec
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in fsspec.available_protocols():
+        raise EdgetuneError(
+            f"pipeline parameter data_uri={uri!r}: unknown scheme {parsed.scheme + '://'!r}; "
+            "accepted: a local path or an fsspec URI (s3://, gs://, az://, http(s)://, ...)"
+        )
+    if not (parsed.netloc + parsed.path).strip("/"):
+        raise EdgetuneError(f"pipeline parameter data_uri={uri!r}: names no bucket or path")
+    if local:  # the components run here: the protocol's package must be installed here
+        try:
+            fsspec.get_filesystem_class(parsed.scheme)
+        except (ImportError, ValueError) as e:
+            raise EdgetuneError(f"pipeline parameter data_uri={uri!r}: {e}") from None
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A URI of a tracking store MLflow accepts (a plain path is a file store)."""
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if len(scheme) == 1:  # a Windows drive letter: a plain path
+        scheme = ""
+    if scheme not in TRACKING_SCHEMES:
+        raise EdgetuneError(
+            f"pipeline parameter tracking_uri={uri!r}; accepted: empty (the local default), "
+            f"a path, or a URI with scheme {', '.join(s for s in TRACKING_SCHEMES if s)}"
+        )
+    if scheme in ("http", "https") and not urlparse(uri).netloc:
+        raise EdgetuneError(f"pipeline parameter tracking_uri={uri!r}: names no host")
+
+
+def check_file(name: str, value: str) -> None:
+    """A parameter naming a file: empty (not used) or a readable local file."""
+    if not value:
+        return
+    path = local_data_path(value)
+    if path is None:
+        raise EdgetuneError(
+            f"pipeline parameter {name}={value!r}: a local run reads a local file; got a remote URI"
+        )
+    if not path.is_file():
+        raise EdgetuneError(f"pipeline parameter {name}={value!r}: no such file")
+    if not os.access(path, os.R_OK):
+        raise EdgetuneError(f"pipeline parameter {name}={value!r}: not readable")
 
 
 def local_data_path(uri: str) -> Path | None:
@@ -139,6 +220,7 @@ def local_data_path(uri: str) -> Path | None:
 
 
 def absolute_uri(uri: str) -> str:
+    """A local path made absolute; a remote URI unchanged."""
     path = local_data_path(uri)
     return str(path.resolve()) if path is not None else uri
 
@@ -146,7 +228,7 @@ def absolute_uri(uri: str) -> str:
 def resolve_file_params(params: dict[str, Any]) -> dict[str, Any]:
     """Local paths made absolute: components run in other processes, elsewhere."""
     out = dict(params)
-    for key in ("data_uri", "devices_file", "zoo_file", "fleet_file", "signing_key"):
+    for key in ("data_uri", *FILE_PARAMETERS):
         if out.get(key):
             out[key] = absolute_uri(os.fspath(out[key]))
     return out

@@ -16,13 +16,15 @@ from edgetune.pipelines import params as run_params
 
 
 def main(args: argparse.Namespace) -> int:
-    import kfp
-
+    """Checks the parameters (as a cluster would see them), then submits one run; prints its id."""
     package = Path(args.package)
     if not package.is_file():
         raise EdgetuneError(f"{package}: no compiled pipeline; run `make compile` first")
     params = run_params.apply_overrides(run_params.load_preset(args.preset), args.overrides)
     params = run_params.check_parameters(params)
+    run_params.validate_values(params, local=False)
+    import kfp
+
     params.setdefault("run_name", f"kfp-{datetime.now(UTC):%Y%m%d-%H%M%S}")
     client = kfp.Client(host=args.host)
     run = client.create_run_from_pipeline_package(

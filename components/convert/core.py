@@ -5,12 +5,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from edgetune import files, litert
 from edgetune.errors import EdgetuneError
+from edgetune.step_config import StepConfig
+
+
+class ConvertConfig(StepConfig):
+    """How convert calibrates the int8 file."""
+
+    step: ClassVar[str] = "convert"
+
+    representative_samples: int = Field(
+        200, ge=1, description="training images that calibrate int8 ranges"
+    )
+    seed: int = Field(0, ge=0, description="seeds which images calibrate")
 
 
 @dataclass(frozen=True)

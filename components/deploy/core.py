@@ -15,13 +15,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field
 
 from edgetune.bundle import peek_manifest
 from edgetune.errors import EdgetuneError
 from edgetune.fleet import FleetDevice, resolve_token
+from edgetune.step_config import StepConfig
 
 DEPLOYED = "deployed"
 UNCHANGED = "unchanged"
@@ -30,6 +32,21 @@ FAILED = "failed"
 BUNDLE_CONTENT_TYPE = "application/x-tar"
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+class DeployConfig(StepConfig):
+    """How deploy smoke-tests and pushes the bundle."""
+
+    step: ClassVar[str] = "deploy"
+
+    smoke_samples: int = Field(
+        16, ge=1, description="test images in the bundle, which each device must classify as here"
+    )
+    timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds allowed for each HTTP request to a device (a push includes its smoke test)",
+    )
 
 
 @dataclass(frozen=True)

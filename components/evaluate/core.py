@@ -6,40 +6,43 @@ The gate judges the exact int8 file that would ship, as the device runtime runs 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from edgetune import files, litert
 from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
+from edgetune.step_config import StepConfig
 
 KERAS_STAGES = ("float", "pruned", "qat")
 TFLITE_STAGES = ("tflite_float", "tflite_int8")
 
 
-@dataclass(frozen=True)
-class GatePolicy:
-    """When the int8 file may ship.
+class GatePolicy(StepConfig):
+    """When the int8 file may ship: it reaches `min_accuracy` on the test split and loses at
+    most `max_drop_points` percentage points against the float Keras model."""
 
-    Attributes:
-        min_accuracy: the int8 file's test accuracy must reach this (fraction, 0..1).
-        max_drop_points: and lose at most this many percentage points against the float
-            Keras model.
-    """
+    step: ClassVar[str] = "gate"
 
-    min_accuracy: float = 0.95
-    max_drop_points: float = 1.0
+    min_accuracy: float = Field(
+        0.95, ge=0, le=1, description="test accuracy the int8 file must reach (a fraction)"
+    )
+    max_drop_points: float = Field(
+        1.0, ge=0, description="most accuracy points the int8 file may lose against float"
+    )
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.min_accuracy <= 1.0:
-            raise EdgetuneError(
-                f"gate min_accuracy={self.min_accuracy}; accepted: [0, 1] (a fraction)"
-            )
-        if self.max_drop_points < 0:
-            raise EdgetuneError(f"gate max_drop_points={self.max_drop_points}; must be >= 0")
+
+class EvaluateConfig(StepConfig):
+    """How evaluate measures (the gate's thresholds are GatePolicy)."""
+
+    step: ClassVar[str] = "evaluate"
+
+    latency_runs: int = Field(
+        200, ge=1, description="timed LiteRT invocations per .tflite file (p50 reported)"
+    )
 
 
 def classification_metrics(
@@ -196,7 +199,7 @@ def evaluate(
     blessed, reasons = gate(stages, policy, device)
     report = {
         "stages": stages,
-        "gate": {"blessed": blessed, "reasons": reasons, "policy": asdict(policy)},
+        "gate": {"blessed": blessed, "reasons": reasons, "policy": policy.model_dump()},
         "n_test": int(len(y_test)),
     }
     files.write_json(Path(out_dir) / files.EVALUATION, report)

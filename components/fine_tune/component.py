@@ -24,7 +24,6 @@ def fine_tune(
     seed: int = 0,
 ):
     """Trains the float classifier; writes model.h5 (flat Functional graph) and its report."""
-    from dataclasses import asdict
     from pathlib import Path
 
     import mlflow
@@ -51,7 +50,7 @@ def fine_tune(
             patience=patience,
             seed=seed,
         )
-        tracking.log_params(asdict(config))
+        tracking.log_params(config.model_dump())
         entry = ZooEntry.from_dict(files.read_json(Path(selection.path) / files.SELECTION)["entry"])
         float_model, report = core.fine_tune(
             entry, data.path, config, on_epoch=tracking.epoch_logger("")

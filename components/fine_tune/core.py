@@ -7,55 +7,54 @@ QAT cannot quantize a model nested inside another model.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
 
 from edgetune.components.common import training
 from edgetune.errors import EdgetuneError
+from edgetune.step_config import StepConfig
 from edgetune.zoo.registry import ZooEntry, build_backbone
 
 
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """Hyper-parameters of the two phases (the seed recipe: freeze, new head, small LR).
+class FineTuneConfig(StepConfig):
+    """Hyper-parameters of the two phases (the seed recipe: freeze, new head, small LR)."""
 
-    Attributes:
-        head_epochs: phase 1, backbone frozen, only the new head learns.
-        unfreeze_epochs: phase 2, the top `unfreeze_top_layers` backbone layers learn too.
-        unfreeze_top_layers: how many of the backbone's last layers phase 2 opens;
-            0 uses the zoo entry's own default.
-        head_learning_rate: Adam learning rate of phase 1.
-        unfreeze_learning_rate: the smaller learning rate of phase 2.
-        batch_size: examples per step.
-        dropout: dropout before the new head.
-        patience: epochs without a better validation loss before a phase stops early
-            (the best weights are restored); 0 disables early stopping.
-        seed: seeds weight init, shuffling and dropout.
-    """
+    step: ClassVar[str] = "fine_tune"
 
-    head_epochs: int = 8
-    unfreeze_epochs: int = 10
-    unfreeze_top_layers: int = 0
-    head_learning_rate: float = 1e-3
-    unfreeze_learning_rate: float = 3e-4
-    batch_size: int = 32
-    dropout: float = 0.2
-    patience: int = 4
-    seed: int = 0
+    head_epochs: int = Field(
+        4, ge=0, description="phase 1 epochs: backbone frozen, only the new head learns"
+    )
+    unfreeze_epochs: int = Field(
+        4, ge=0, description="phase 2 epochs: the top backbone layers learn too"
+    )
+    unfreeze_top_layers: int = Field(
+        0, ge=0, description="backbone layers phase 2 opens; 0: the zoo entry's default"
+    )
+    head_learning_rate: float = Field(1e-3, gt=0, lt=1, description="Adam learning rate of phase 1")
+    unfreeze_learning_rate: float = Field(
+        3e-4, gt=0, lt=1, description="the smaller Adam learning rate of phase 2"
+    )
+    batch_size: int = Field(
+        32, ge=1, description="examples per training step (fine_tune, prune, qat)"
+    )
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the new head")
+    patience: int = Field(
+        3,
+        ge=0,
+        description="epochs without a better val loss before a phase stops (best weights kept); 0: never",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="seeds weight init, shuffling, dropout, augmentation and calibration samples",
+    )
 
-    def __post_init__(self) -> None:
-        for name in ("head_epochs", "unfreeze_epochs", "unfreeze_top_layers", "patience"):
-            if getattr(self, name) < 0:
-                raise EdgetuneError(f"fine_tune {name}={getattr(self, name)}; must be >= 0")
+    @model_validator(mode="after")
+    def _something_trains(self) -> FineTuneConfig:
         if self.head_epochs + self.unfreeze_epochs == 0:
-            raise EdgetuneError("fine_tune head_epochs + unfreeze_epochs = 0; nothing would train")
-        if self.batch_size < 1:
-            raise EdgetuneError(f"fine_tune batch_size={self.batch_size}; must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise EdgetuneError(f"fine_tune dropout={self.dropout}; accepted: [0, 1)")
-        for name in ("head_learning_rate", "unfreeze_learning_rate"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise EdgetuneError(f"fine_tune {name}={getattr(self, name)}; accepted: (0, 1)")
+            raise ValueError("fine_tune head_epochs + unfreeze_epochs = 0; nothing would train")
+        return self
 
 
 def build_classifier(backbone: Any, num_classes: int, dropout: float) -> Any:
@@ -145,7 +144,7 @@ def fine_tune(
     report: dict[str, Any] = {
         "zoo_id": entry.id,
         "pretrained": pretrained,
-        "config": asdict(config),
+        "config": config.model_dump(),
         "phases": {},
     }
     for phase, epochs, learning_rate, opened in phases:

@@ -16,9 +16,11 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field, model_validator
 
 from edgetune import files
 from edgetune.components.ingest import report as reporting
@@ -27,11 +29,40 @@ from edgetune.components.ingest.report import Findings, IngestReport
 from edgetune.components.ingest.sources import LabelRules, Listing, open_source
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import DEFAULT_MAX_PIXELS
+from edgetune.step_config import StepConfig
 
 SPLITS = ("train", "val", "test")
 ROW_GROUP_ROWS = 256  # images per Parquet row group: what a streaming reader holds at once
 
 __all__ = ["SPLITS", "IngestReport", "IngestStopped", "assign_splits", "ingest", "split_position"]
+
+
+class IngestConfig(StepConfig):
+    """How ingest splits the data and how much bad data it tolerates."""
+
+    step: ClassVar[str] = "ingest"
+
+    val_fraction: float = Field(
+        0.15, gt=0, lt=1, description="share of each class's images for validation"
+    )
+    test_fraction: float = Field(
+        0.15, gt=0, lt=1, description="share of each class's images for the test split"
+    )
+    max_quarantine_fraction: float = Field(
+        0.05, ge=0, le=1, description="the run stops when a larger share of images is unusable"
+    )
+    min_per_class: int = Field(
+        5, ge=2, description="the run stops when a class has fewer usable images"
+    )
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> IngestConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"ingest val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g}; "
+                "must be < 1 to leave training data"
+            )
+        return self
 
 
 class IngestStopped(EdgetuneError):

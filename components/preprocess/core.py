@@ -17,17 +17,19 @@ import math
 import os
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
+from pydantic import Field
 
 from edgetune import files
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
+from edgetune.step_config import StepConfig
 
 SPLITS = ("train", "val", "test")
 _BATCH = 256
@@ -39,30 +41,31 @@ _PREVIEW_CELL = 64  # small images are enlarged to at least this many pixels in 
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class AugmentPolicy:
+class AugmentPolicy(StepConfig):
     """How training images are varied. Ranges are symmetric: `rotate_degrees=10` is +-10.
 
     `translate` and `zoom` are fractions of the image size; `brightness` a fraction of the
     full 0..255 range, added; `contrast` the spread of the factor that scales each channel
     about its mean. Flips are off by default: a mirrored digit is not the same digit.
+    Upper bounds keep every warp invertible and every copy recognisable.
     """
 
-    copies: int = 2
-    translate: float = 0.1
-    rotate_degrees: float = 10.0
-    zoom: float = 0.1
-    brightness: float = 0.1
-    contrast: float = 0.1
-    flip_horizontal: bool = False
-    flip_vertical: bool = False
+    step: ClassVar[str] = "augment policy:"
 
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            _check_policy_field(field.name, getattr(self, field.name))
+    copies: int = Field(2, ge=0, le=50, description="augmented copies of each training image")
+    translate: float = Field(0.1, ge=0, le=0.5, description="shift, fraction of the image size")
+    rotate_degrees: float = Field(10.0, ge=0, le=180, description="rotation, degrees either way")
+    zoom: float = Field(0.1, ge=0, le=0.9, description="zoom in or out, fraction of the size")
+    brightness: float = Field(0.1, ge=0, le=1, description="added brightness, fraction of 0..255")
+    contrast: float = Field(
+        0.1, ge=0, le=0.9, description="spread of the per-channel contrast factor"
+    )
+    flip_horizontal: bool = Field(False, description="mirror left-right")
+    flip_vertical: bool = Field(False, description="mirror top-bottom")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The policy as a plain mapping (JSON, a KFP dict parameter)."""
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> AugmentPolicy:
@@ -71,39 +74,18 @@ class AugmentPolicy:
         # A KFP dict parameter travels as a protobuf Struct, where every number is a double.
         if isinstance(d.get("copies"), float) and d["copies"].is_integer():
             d["copies"] = int(d["copies"])
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            accepted = ", ".join(f.name for f in fields(cls))
-            raise EdgetuneError(
-                f"augment policy: unknown field {unknown[0]!r}; accepted: {accepted}"
-            )
         return cls(**d)
 
 
-# Upper bounds keep every warp invertible and every copy recognisable; all lower bounds are 0.
-_POLICY_LIMITS: dict[str, float] = {
-    "copies": 50,
-    "translate": 0.5,
-    "rotate_degrees": 180.0,
-    "zoom": 0.9,
-    "brightness": 1.0,
-    "contrast": 0.9,
-}
+class PreprocessConfig(StepConfig):
+    """preprocess's run parameters: the augmentation policy and the seed that draws it."""
 
+    step: ClassVar[str] = "preprocess"
 
-def _check_policy_field(name: str, value: Any) -> None:
-    if name.startswith("flip_"):
-        if not isinstance(value, bool):
-            raise EdgetuneError(f"augment policy: {name}={value!r}; accepted: true or false")
-        return
-    integer = name == "copies"
-    kinds = (int,) if integer else (int, float)
-    limit = _POLICY_LIMITS[name]
-    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 <= value <= limit:
-        kind = "an integer" if integer else "a number"
-        raise EdgetuneError(
-            f"augment policy: {name}={value!r}; accepted: {kind} from 0 to {limit:g}"
-        )
+    augment: AugmentPolicy = Field(
+        AugmentPolicy(), description="augmentation of the training split (the policy's fields)"
+    )
+    seed: int = Field(0, ge=0, description="seeds the augmentation")
 
 
 @dataclass(frozen=True)

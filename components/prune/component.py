@@ -21,7 +21,6 @@ def prune(
     seed: int = 0,
 ):
     """Prunes the float model; writes the stripped sparse model.h5 and the measured sparsity."""
-    from dataclasses import asdict
     from pathlib import Path
 
     import mlflow
@@ -44,7 +43,7 @@ def prune(
             batch_size=batch_size,
             seed=seed,
         )
-        tracking.log_params(asdict(config))
+        tracking.log_params(config.model_dump())
         source = training.load_model(Path(float_model.path) / files.KERAS_MODEL)
         pruned, report = core.prune(source, data.path, config, on_epoch=tracking.epoch_logger(""))
         training.save_model_artifact(pruned, report, model.path)

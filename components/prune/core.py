@@ -8,41 +8,28 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from edgetune.components.common import training
-from edgetune.errors import EdgetuneError
+from edgetune.step_config import StepConfig
 
 
-@dataclass(frozen=True)
-class PruneConfig:
-    """Attributes:
-    target_sparsity: fraction of each prunable kernel set to zero, in [0, 1).
-    epochs: retraining epochs; the schedule ramps sparsity up over all but the last
-        one, which trains at the final sparsity so accuracy can recover.
-    learning_rate: Adam learning rate while pruning.
-    batch_size: examples per step.
-    seed: seeds shuffling.
-    """
+class PruneConfig(StepConfig):
+    """Magnitude pruning. The schedule ramps sparsity up over all epochs but the last, which
+    trains at the final sparsity so accuracy can recover."""
 
-    target_sparsity: float = 0.5
-    epochs: int = 4
-    learning_rate: float = 1e-4
-    batch_size: int = 32
-    seed: int = 0
+    step: ClassVar[str] = "prune"
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.target_sparsity < 1.0:
-            raise EdgetuneError(f"prune target_sparsity={self.target_sparsity}; accepted: [0, 1)")
-        if self.epochs < 1:
-            raise EdgetuneError(f"prune epochs={self.epochs}; must be >= 1")
-        if self.batch_size < 1:
-            raise EdgetuneError(f"prune batch_size={self.batch_size}; must be >= 1")
-        if not 0.0 < self.learning_rate < 1.0:
-            raise EdgetuneError(f"prune learning_rate={self.learning_rate}; accepted: (0, 1)")
+    target_sparsity: float = Field(
+        0.5, ge=0, lt=1, description="fraction of each Conv/Dense kernel set to zero"
+    )
+    epochs: int = Field(3, ge=1, description="pruning epochs (the last at the final sparsity)")
+    learning_rate: float = Field(1e-4, gt=0, lt=1, description="Adam learning rate while pruning")
+    batch_size: int = Field(32, ge=1, description="examples per training step")
+    seed: int = Field(0, ge=0, description="seeds shuffling")
 
 
 def prunable_kernels(model: Any) -> dict[str, np.ndarray]:
@@ -121,7 +108,7 @@ def prune(
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     report = {
-        "config": asdict(config),
+        "config": config.model_dump(),
         "sparsity": sparsity(stripped),
         "pruned_layers": sorted(prunable_kernels(stripped)),
         "val_accuracy": training.accuracy(stripped, x_val, y_val),

@@ -21,7 +21,6 @@ def qat(
     seed: int = 0,
 ):
     """Runs PQAT on the pruned model; writes the QAT model.h5 and the sparsity it kept."""
-    from dataclasses import asdict
     from pathlib import Path
 
     import mlflow
@@ -44,7 +43,7 @@ def qat(
             preserve_sparsity=preserve_sparsity,
             seed=seed,
         )
-        tracking.log_params(asdict(config))
+        tracking.log_params(config.model_dump())
         source = training.load_model(Path(pruned_model.path) / files.KERAS_MODEL)
         quantized, report = core.quantize_aware_train(
             source, data.path, config, on_epoch=tracking.epoch_logger("")

@@ -7,37 +7,30 @@ prune-preserving scheme masks the zeros so they stay zero through QAT and into i
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from edgetune.components.common import training
 from edgetune.components.prune.core import sparsity
-from edgetune.errors import EdgetuneError
+from edgetune.step_config import StepConfig
 
 
-@dataclass(frozen=True)
-class QatConfig:
-    """Attributes:
-    epochs: QAT epochs (a short retraining with fake-quantized weights and activations).
-    learning_rate: Adam learning rate, small: the model is already trained.
-    batch_size: examples per step.
-    preserve_sparsity: use the prune-preserving scheme (PQAT); False is plain QAT.
-    seed: seeds shuffling.
-    """
+class QatConfig(StepConfig):
+    """Quantization-aware training: a short retraining with fake-quantized weights and
+    activations, by default with the prune-preserving scheme (PQAT)."""
 
-    epochs: int = 3
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    preserve_sparsity: bool = True
-    seed: int = 0
+    step: ClassVar[str] = "qat"
 
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise EdgetuneError(f"qat epochs={self.epochs}; must be >= 0")
-        if self.batch_size < 1:
-            raise EdgetuneError(f"qat batch_size={self.batch_size}; must be >= 1")
-        if not 0.0 < self.learning_rate < 1.0:
-            raise EdgetuneError(f"qat learning_rate={self.learning_rate}; accepted: (0, 1)")
+    epochs: int = Field(2, ge=0, description="quantization-aware training epochs")
+    learning_rate: float = Field(
+        5e-5, gt=0, lt=1, description="Adam learning rate of QAT (small: the model is trained)"
+    )
+    batch_size: int = Field(32, ge=1, description="examples per training step")
+    preserve_sparsity: bool = Field(
+        True, description="prune-preserving QAT (PQAT); false: plain QAT"
+    )
+    seed: int = Field(0, ge=0, description="seeds shuffling")
 
 
 def quantize_model(model: Any, preserve_sparsity: bool = True) -> Any:
@@ -87,7 +80,7 @@ def quantize_aware_train(
         )
     after = sparsity(qat)
     report = {
-        "config": asdict(config),
+        "config": config.model_dump(),
         "sparsity_before": before,
         "sparsity": after,
         "sparsity_kept": after / before if before else 1.0,

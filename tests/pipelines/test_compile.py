@@ -9,6 +9,7 @@ import yaml
 
 from edgetune.images import COMPONENT_IMAGE
 from edgetune.pipelines.compile import compile_pipeline
+from edgetune.pipelines.params import resolve_preset
 
 NINE = {
     "ingest",
@@ -34,9 +35,13 @@ def _tasks(spec: dict) -> dict[str, dict]:
     return found
 
 
-def test_pipeline_compiles_with_nine_components_gate_and_exit_handler(tmp_path: Path) -> None:
-    out = compile_pipeline(tmp_path / "edgetune.yaml")
-    spec = yaml.safe_load(out.read_text())
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = compile_pipeline(tmp_path_factory.mktemp("ir") / "edgetune.yaml")
+    return yaml.safe_load(out.read_text())
+
+
+def test_pipeline_compiles_with_nine_components_gate_and_exit_handler(spec: dict) -> None:
 
     tasks = _tasks(spec)
     assert NINE | {"finalize"} <= set(tasks)
@@ -46,6 +51,17 @@ def test_pipeline_compiles_with_nine_components_gate_and_exit_handler(tmp_path: 
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {COMPONENT_IMAGE}
     assert "data_uri" in spec["root"]["inputDefinitions"]["parameters"]
+
+
+def test_the_compiled_defaults_are_the_default_presets_values(spec: dict) -> None:
+    """A run started from the Kubeflow UI without a preset is the default run the README measures."""
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    preset = resolve_preset("default")
+
+    assert "defaultValue" not in declared.pop("data_uri")  # the one value a user must give
+    assert set(declared) == set(preset) - {"data_uri"}
+    for name, parameter in declared.items():
+        assert parameter["defaultValue"] == preset[name], name
 
 
 def test_compile_writes_atomically_and_keeps_old_file_on_failure(

@@ -63,7 +63,9 @@ def stages(float_acc: float, int8_acc: float, size: int) -> dict:
 
 
 def test_the_gate_blesses_a_good_small_file_and_says_why_each_check_passed():
-    blessed, reasons = gate(stages(0.97, 0.965, 50_000), GatePolicy(0.95, 1.0), DEVICE)
+    blessed, reasons = gate(
+        stages(0.97, 0.965, 50_000), GatePolicy(min_accuracy=0.95, max_drop_points=1.0), DEVICE
+    )
 
     assert blessed
     assert reasons == [
@@ -83,7 +85,7 @@ def test_the_gate_blesses_a_good_small_file_and_says_why_each_check_passed():
     ids=["accuracy-below-minimum", "drop-above-max", "file-larger-than-flash"],
 )
 def test_the_gate_refuses_with_the_failing_reason(case, failed):
-    blessed, reasons = gate(case, GatePolicy(0.95, 1.0), DEVICE)
+    blessed, reasons = gate(case, GatePolicy(min_accuracy=0.95, max_drop_points=1.0), DEVICE)
 
     assert not blessed
     (failure,) = [r for r in reasons if r.startswith("FAIL")]  # only the one check fails
@@ -92,7 +94,9 @@ def test_the_gate_refuses_with_the_failing_reason(case, failed):
 
 def test_a_drop_of_exactly_the_allowed_points_passes():
     # One test image in a hundred: 95% -> 94% with one point allowed.
-    blessed, reasons = gate(stages(0.95, 0.94, 1_000), GatePolicy(0.90, 1.0), DEVICE)
+    blessed, reasons = gate(
+        stages(0.95, 0.94, 1_000), GatePolicy(min_accuracy=0.90, max_drop_points=1.0), DEVICE
+    )
 
     assert blessed, reasons
 
@@ -100,8 +104,8 @@ def test_a_drop_of_exactly_the_allowed_points_passes():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"min_accuracy": 95.0}, r"min_accuracy=95.0; accepted: \[0, 1\] \(a fraction\)"),
-        ({"max_drop_points": -1.0}, "max_drop_points=-1.0; must be >= 0"),
+        ({"min_accuracy": 95.0}, r"gate min_accuracy=95.0; accepted: a number in \[0, 1\]"),
+        ({"max_drop_points": -1.0}, "max_drop_points=-1.0; accepted: a number >= 0"),
     ],
 )
 def test_gate_policy_rejects_percent_for_fraction_and_negative_drops(fields, message):

@@ -100,11 +100,14 @@ def test_data_sized_for_another_model_is_refused_before_training(tiny_data, tmp_
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"head_epochs": -1}, "head_epochs=-1; must be >= 0"),
+        ({"head_epochs": -1}, "fine_tune head_epochs=-1; accepted: an integer >= 0"),
         ({"head_epochs": 0, "unfreeze_epochs": 0}, "nothing would train"),
         ({"batch_size": 0}, "batch_size=0"),
-        ({"dropout": 1.0}, r"dropout=1.0; accepted: \[0, 1\)"),
-        ({"unfreeze_learning_rate": 0.0}, "unfreeze_learning_rate=0.0"),
+        ({"dropout": 1.0}, r"dropout=1.0; accepted: a number in \[0, 1\)"),
+        (
+            {"unfreeze_learning_rate": 0.0},
+            r"unfreeze_learning_rate=0.0; accepted: a number in \(0, 1\)",
+        ),
     ],
 )
 def test_config_rejects_values_that_cannot_train(fields, message):

@@ -20,6 +20,10 @@ from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
 STILL = AugmentPolicy(copies=4, translate=0, rotate_degrees=0, zoom=0, brightness=0, contrast=0)
 
 
+def _still(**changes) -> AugmentPolicy:
+    return AugmentPolicy(**{**STILL.model_dump(), **changes})
+
+
 def load(out: Path, split: str) -> dict[str, np.ndarray]:
     with np.load(files.split_file(out, split)) as npz:
         return {key: npz[key] for key in npz.files}
@@ -97,8 +101,8 @@ def test_horizontal_flip_mirrors_some_copies_only_when_enabled():
     images = asymmetric_images()
     mirrored = images[:, :, ::-1]
 
-    flipped = augment(images, dataclasses.replace(STILL, copies=8, flip_horizontal=True), seed=0)
-    plain = augment(images, dataclasses.replace(STILL, copies=8), seed=0)
+    flipped = augment(images, _still(copies=8, flip_horizontal=True), seed=0)
+    plain = augment(images, _still(copies=8), seed=0)
 
     per_image = flipped.reshape(3, 8, 9, 9, 1)
     for i in range(3):
@@ -110,7 +114,7 @@ def test_horizontal_flip_mirrors_some_copies_only_when_enabled():
 
 def test_vertical_flip_turns_copies_upside_down():
     images = asymmetric_images()
-    policy = dataclasses.replace(STILL, copies=8, flip_vertical=True)
+    policy = _still(copies=8, flip_vertical=True)
 
     copies = augment(images, policy, seed=1).reshape(3, 8, 9, 9, 1)
 
@@ -120,7 +124,7 @@ def test_vertical_flip_turns_copies_upside_down():
 def test_the_border_a_shift_uncovers_is_filled_black():
     white = np.full((2, 10, 10, 1), 255, np.uint8)
 
-    copies = augment(white, dataclasses.replace(STILL, translate=0.4), seed=0)
+    copies = augment(white, _still(translate=0.4), seed=0)
 
     assert copies.min() == 0 and copies.max() == 255
 

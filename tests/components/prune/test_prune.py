@@ -66,11 +66,11 @@ def test_sparsity_reads_plain_and_qat_models_alike(small):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"target_sparsity": 1.0}, r"target_sparsity=1.0; accepted: \[0, 1\)"),
-        ({"target_sparsity": -0.1}, r"target_sparsity=-0.1; accepted: \[0, 1\)"),
-        ({"epochs": 0}, "epochs=0; must be >= 1"),
+        ({"target_sparsity": 1.0}, r"prune target_sparsity=1.0; accepted: a number in \[0, 1\)"),
+        ({"target_sparsity": -0.1}, r"target_sparsity=-0.1; accepted: a number in \[0, 1\)"),
+        ({"epochs": 0}, "epochs=0; accepted: an integer >= 1"),
         ({"batch_size": 0}, "batch_size=0"),
-        ({"learning_rate": 1.5}, r"learning_rate=1.5; accepted: \(0, 1\)"),
+        ({"learning_rate": 1.5}, r"learning_rate=1.5; accepted: a number in \(0, 1\)"),
     ],
 )
 def test_config_rejects_values_outside_their_range(fields, message):

@@ -62,9 +62,9 @@ def test_a_saved_qat_model_loads_back_with_the_same_weights_and_outputs(small, t
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"epochs": -1}, "epochs=-1; must be >= 0"),
+        ({"epochs": -1}, "qat epochs=-1; accepted: an integer >= 0"),
         ({"batch_size": 0}, "batch_size=0"),
-        ({"learning_rate": 0.0}, r"learning_rate=0.0; accepted: \(0, 1\)"),
+        ({"learning_rate": 0.0}, r"learning_rate=0.0; accepted: a number in \(0, 1\)"),
     ],
 )
 def test_config_rejects_values_outside_their_range(fields, message):
