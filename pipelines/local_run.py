@@ -39,6 +39,12 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         print(f"writing the demo data set to {data} (edgetune demo-data)")
         write_demo_digits(data)
     run_params.validate_values(params, local=True)
+    if args.agents == 0:  # otherwise the local agents come with a key made for them
+        run_params.require_signing_key(
+            params,
+            "make one with `edgetune keygen` and --set signing_key=.edgetune/keys/signing.key, "
+            "or deploy to local agents (--agents N)",
+        )
     params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
     return run_params.resolve_file_params(params)
 

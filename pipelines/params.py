@@ -114,6 +114,7 @@ def validate_values(params: dict[str, Any], *, local: bool = True) -> None:
     check_data_uri(str(params.get("data_uri", "")), local=local)
     check_tracking_uri(str(params.get("tracking_uri", "")))
     if local:
+        check_local_tracking_uri(str(params.get("tracking_uri", "")))
         for name in FILE_PARAMETERS:
             check_file(name, str(params.get(name) or ""))
     _check_device_and_zoo(params, local=local)
@@ -195,6 +196,30 @@ def check_tracking_uri(uri: str) -> None:
         )
     if scheme in ("http", "https") and not urlparse(uri).netloc:
         raise EdgetuneError(f"pipeline parameter tracking_uri={uri!r}: names no host")
+
+
+def check_local_tracking_uri(uri: str) -> None:
+    """A SQLite or file store on this machine: its folder must exist (MLflow makes the file)."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme == "sqlite":
+        where = Path(parsed.path[1:]) if parsed.path.startswith("/") else None
+    elif scheme in ("", "file") and uri:
+        where = Path(parsed.path or uri)
+    else:
+        return
+    if where is not None and where.name != ":memory:" and not where.parent.is_dir():
+        raise EdgetuneError(
+            f"pipeline parameter tracking_uri={uri!r}: folder {where.parent} does not exist"
+        )
+
+
+def require_signing_key(params: dict[str, Any], hint: str) -> None:
+    """deploy signs every bundle it ships, so a run that may deploy needs the key up front."""
+    if not params.get("signing_key"):
+        raise EdgetuneError(
+            f"pipeline parameter signing_key is empty; deploy signs every bundle it ships: {hint}"
+        )
 
 
 def check_file(name: str, value: str) -> None:

@@ -23,6 +23,9 @@ def main(args: argparse.Namespace) -> int:
     params = run_params.apply_overrides(run_params.load_preset(args.preset), args.overrides)
     params = run_params.check_parameters(params)
     run_params.validate_values(params, local=False)
+    run_params.require_signing_key(
+        params, "give the path of a key file mounted in the pods (made by `edgetune keygen`)"
+    )
     import kfp
 
     params.setdefault("run_name", f"kfp-{datetime.now(UTC):%Y%m%d-%H%M%S}")

@@ -7,6 +7,7 @@ import pytest
 from edgetune import cli
 from edgetune.pipelines import local_run
 from edgetune.pipelines.parameters import DECLARED, table
+from edgetune.signing import generate_keypair
 
 
 def test_params_lists_every_parameter_once(capsys):
@@ -54,6 +55,8 @@ def nothing_starts(monkeypatch, tmp_path):
          "mysql, mssql, databricks, databricks-uc, uc"),
         ("fleet_file=fleet.yaml", "pipeline parameter fleet_file='fleet.yaml': no such file"),
         ("zoo_file=zoo.yaml", "pipeline parameter zoo_file='zoo.yaml': no such file"),
+        ("tracking_uri=sqlite:///nope/m.db", "pipeline parameter tracking_uri='sqlite:///nope/m.db': "
+         "folder nope does not exist"),
         ("head_epoch=2", "unknown pipeline parameter 'head_epoch'; accepted: "),
     ],
 )  # fmt: skip
@@ -83,6 +86,23 @@ def test_submit_refuses_a_bad_value_before_contacting_the_host(nothing_starts, c
     )
 
 
+def test_a_run_that_may_deploy_needs_a_signing_key_up_front(nothing_starts, capsys):
+    code = cli.main(["local-run", "--agents", "0", "--set", "data_uri=photos"])
+
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        "edgetune: error: pipeline parameter signing_key is empty; deploy signs every bundle"
+    )
+    package = nothing_starts / "pipeline.yaml"
+    package.write_text("{}")
+    code = cli.main(
+        ["submit", "--host", "http://127.0.0.1:9", "--package", str(package),
+         "--set", "data_uri=s3://bucket/photos"]
+    )  # fmt: skip
+    assert code == 2
+    assert "signing_key is empty" in capsys.readouterr().err
+
+
 def test_an_int_for_a_float_reaches_the_pipeline_as_a_float(nothing_starts, monkeypatch):
     seen = {}
 
@@ -91,9 +111,11 @@ def test_an_int_for_a_float_reaches_the_pipeline_as_a_float(nothing_starts, monk
         raise KeyboardInterrupt  # stop here: what the DAG would receive is what we check
 
     monkeypatch.setattr(local_run, "run_pipeline", fake_pipeline)
+    private, _ = generate_keypair(nothing_starts / "keys")
     code = cli.main(
         ["local-run", "--agents", "0", "--out", str(nothing_starts / "runs"),
-         "--set", "data_uri=photos", "--set", "min_accuracy=1", "--set", "deploy_timeout_s=60"]
+         "--set", "data_uri=photos", "--set", f"signing_key={private}",
+         "--set", "min_accuracy=1", "--set", "deploy_timeout_s=60"]
     )  # fmt: skip
 
     assert code == 130

@@ -146,6 +146,11 @@ def test_good_uris_pass(tiny, tmp_path):
     for uri in ("", "mlruns", f"sqlite:///{tmp_path}/m.db", "https://mlflow.example.com",
                 "postgresql+psycopg2://u@db/mlflow", "databricks"):  # fmt: skip
         params.check_tracking_uri(uri)
+    for uri in ("", "mlruns", "sqlite://", "sqlite:///m.db", f"sqlite:///{tmp_path}/m.db",
+                f"file://{tmp_path}/mlruns", "http://127.0.0.1:5000"):  # fmt: skip
+        params.check_local_tracking_uri(uri)
+    with pytest.raises(EdgetuneError, match="folder /no/such does not exist"):
+        params.check_local_tracking_uri("sqlite:////no/such/m.db")
     params.check_data_uri(f"file://{tmp_path}")
     params.check_data_uri("memory://bucket/data.parquet")
 
