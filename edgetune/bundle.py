@@ -20,118 +20,44 @@ import hashlib
 import io
 import json
 import os
-import re
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import IO, Any
 
 import numpy as np
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import (
-    BeforeValidator,
-    Field,
-    Strict,
-    StrictInt,
-    StrictStr,
-    field_validator,
-    model_validator,
-)
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from edgetune import code_version, files
-from edgetune.config import STRICT, validate
 from edgetune.errors import EdgetuneError
+from edgetune.manifest import (
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    MEMBER_PATTERN,
+    MODEL_FILE,
+    SAMPLES_FILE,
+    SIGNATURE_FILE,
+    VERSION_PATTERN,
+    BundleRejected,
+    FileEntry,
+    Manifest,
+    next_sequence,
+    verify_signed,
+)
 from edgetune.preprocessing import PreprocessSpec
 from edgetune.signing import KeyInput, load_private_key, load_public_key
 
-MODEL_FILE = files.TFLITE_MODEL
-SAMPLES_FILE = "samples.npz"
-MANIFEST_FILE = "manifest.json"
-SIGNATURE_FILE = "manifest.sig"
-# Files every bundle must list in its manifest; a bundle may list more (e.g. a README).
-REQUIRED_FILES = (MODEL_FILE, SAMPLES_FILE)
-# A version names a directory on the device, so it must be a safe file name.
-# Matched with fullmatch (Python) or as a pydantic pattern (Rust regex, where `$` is the end
-# of the text): "1.0.0\n" is not a version.
-VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_MEMBER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+__all__ = ["BundleRejected", "Manifest", "VerifiedBundle", "build_bundle", "open_bundle"]
 
-
-class BundleRejected(EdgetuneError):
-    """A bundle failed verification; the message is the one-line reason."""
-
-
-def _spec(value: Any) -> PreprocessSpec:
-    if isinstance(value, PreprocessSpec):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError("expected the preprocessing spec as an object")
-    try:
-        return PreprocessSpec.from_dict(value)
-    except (TypeError, ValueError) as e:  # EdgetuneError is a ValueError
-        raise ValueError(f"bad preprocessing spec ({e})") from None
-
-
-@pydantic_dataclass(frozen=True, config=STRICT)
-class FileEntry:
-    """What the manifest says about one shipped file."""
-
-    sha256: Annotated[StrictStr, Field(pattern=_SHA256_PATTERN.pattern)]
-    bytes: Annotated[StrictInt, Field(ge=0)]
-
-
-@pydantic_dataclass(frozen=True, config=STRICT)
-class Manifest:
-    """The parsed, validated manifest.json of a bundle (unknown fields are refused)."""
-
-    version: Annotated[StrictStr, Field(pattern=VERSION_PATTERN.pattern)]
-    created: StrictStr
-    files: dict[str, FileEntry]
-    labels: tuple[StrictStr, ...]
-    preprocessing: Annotated[PreprocessSpec, BeforeValidator(_spec)]
-    metrics: dict[str, Any]
-    mlflow_run_id: StrictStr | None
-    data_fingerprint: StrictStr | None
-    code_version: StrictStr
-    smoke_min_agreement: Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
-
-    @property
-    def spec(self) -> PreprocessSpec:
-        return self.preprocessing
-
-    @field_validator("files")
-    @classmethod
-    def _files(cls, table: dict[str, FileEntry]) -> dict[str, FileEntry]:
-        for name in table:
-            if not _MEMBER_PATTERN.fullmatch(name) or name in (MANIFEST_FILE, SIGNATURE_FILE):
-                raise ValueError(f"{name!r} is not a shippable file name")
-        missing = [name for name in REQUIRED_FILES if name not in table]
-        if missing:
-            raise ValueError(f"must list {', '.join(REQUIRED_FILES)}")
-        return table
-
-    @model_validator(mode="after")
-    def _labels_match(self) -> Manifest:
-        if self.labels != self.preprocessing.labels:
-            raise ValueError("labels differ from the preprocessing labels")
-        return self
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Manifest:
-        """Parses manifest bytes; raises BundleRejected saying which field is wrong."""
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BundleRejected(f"{MANIFEST_FILE} is not valid JSON ({e})") from None
-        if not isinstance(doc, dict):
-            raise BundleRejected(f"{MANIFEST_FILE} is not a JSON object")
-        return validate(cls, doc, MANIFEST_FILE, error=BundleRejected)
+# The largest bundle a device reads; every member's declared size is checked against it
+# before a byte of that member is read.
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+# Only plain files: no links, devices, folders, and no sparse members (whose holes
+# tarfile would expand in memory: a 1.5 KB tar can declare gigabytes).
+_PLAIN = (tarfile.REGTYPE, tarfile.AREGTYPE)
 
 
 @dataclass(frozen=True)
@@ -162,6 +88,17 @@ class VerifiedBundle:
     def model_sha256(self) -> str:
         return self.manifest.files[MODEL_FILE].sha256
 
+    @property
+    def content_sha256(self) -> str:
+        """Identifies what the bundle ships: its manifest without `sequence` and `created`.
+
+        The same content re-signed later has the same id; any change to a file, the labels,
+        the preprocessing or the smoke threshold gives another.
+        """
+        doc = json.loads(self.manifest_bytes)
+        content = {k: v for k, v in doc.items() if k not in ("sequence", "created")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         """The smoke-test inputs (uint8 pixels) and the class indices expected for them."""
         return _read_samples(self.files[SAMPLES_FILE], self.manifest.spec)
@@ -173,10 +110,14 @@ class VerifiedBundle:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for name, data in self.files.items():
-            (directory / name).write_bytes(data)
-        (directory / MANIFEST_FILE).write_bytes(self.manifest_bytes)
-        (directory / SIGNATURE_FILE).write_bytes(self.signature)
+        contents = {
+            **self.files,
+            MANIFEST_FILE: self.manifest_bytes,
+            SIGNATURE_FILE: self.signature,
+        }
+        for name, data in contents.items():
+            files.write_synced(directory / name, data)
+        files.fsync_dir(directory)  # the names are durable before the folder is published
         return directory
 
 
@@ -196,6 +137,7 @@ def build_bundle(
     data_fingerprint: str | None,
     private_key: Ed25519PrivateKey | KeyInput,
     smoke_min_agreement: float = 1.0,
+    sequence: int | None = None,
 ) -> Path:
     """Writes a signed bundle to `out_path` atomically.
 
@@ -212,6 +154,8 @@ def build_bundle(
         private_key: the signing key, or the path of its PEM file.
         smoke_min_agreement: the share of samples the device must classify as `expected`
             for the install to count as healthy.
+        sequence: larger than any this key signed before (default: microseconds since the
+            epoch); devices refuse a bundle whose sequence is not above what they hold.
 
     Returns:
         `out_path` as a Path.
@@ -234,6 +178,7 @@ def build_bundle(
     }
     manifest = {
         "version": version,
+        "sequence": sequence or next_sequence(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {name: _file_entry(data) for name, data in payload.items()},
         "labels": list(spec.labels),
@@ -245,6 +190,7 @@ def build_bundle(
         "smoke_min_agreement": float(smoke_min_agreement),
     }
     manifest_bytes = (json.dumps(manifest, indent=2, default=_json_number) + "\n").encode()
+    Manifest.from_bytes(manifest_bytes)  # the builder refuses what a device would refuse
     members = {MANIFEST_FILE: manifest_bytes, SIGNATURE_FILE: key.sign(manifest_bytes), **payload}
     return files.write_bytes(out_path, pack_tar(members))
 
@@ -298,17 +244,21 @@ def _file_entry(data: bytes) -> dict[str, Any]:
 def open_bundle(
     data_or_path: bytes | str | os.PathLike[str],
     trusted_key: Ed25519PublicKey | KeyInput,
+    *,
+    max_bytes: int = MAX_BUNDLE_BYTES,
 ) -> VerifiedBundle:
     """Reads and verifies a bundle: tar bytes, a bundle file, or an installed bundle folder.
 
-    Checks, in order: safe member names (flat, no traversal, no links, no duplicates), the
-    Ed25519 signature over the manifest bytes (before the manifest is parsed, so nothing
-    unsigned is interpreted), the manifest's fields, then that the files present are exactly
-    those listed, with the listed sizes and sha256.
+    Checks, in order, reading as little as possible before each check: every member header
+    (flat safe names, plain regular files only, no duplicates, declared sizes within
+    `max_bytes`); the Ed25519 signature over the manifest bytes (before the manifest is
+    parsed, so nothing unsigned is interpreted); the manifest's fields; that the members are
+    exactly the files listed, with the listed sizes (before they are read); their sha256.
 
     Args:
         data_or_path: the bundle as bytes, or the path of a bundle file or folder.
         trusted_key: the public key bundles must be signed with, or its PEM path.
+        max_bytes: the most the bundle's members may declare in total.
 
     Returns:
         The verified bundle.
@@ -318,90 +268,140 @@ def open_bundle(
         EdgetuneError: the trusted key cannot be loaded.
     """
     key = trusted_key if isinstance(trusted_key, Ed25519PublicKey) else load_public_key(trusted_key)
-    members = _read_members(data_or_path)
-    manifest_bytes, signature = _pop(members, MANIFEST_FILE), _pop(members, SIGNATURE_FILE)
-    try:
-        key.verify(signature, manifest_bytes)
-    except InvalidSignature:
-        raise BundleRejected(
-            f"{SIGNATURE_FILE} does not verify: the manifest was changed or signed by an untrusted key"
-        ) from None
-    manifest = Manifest.from_bytes(manifest_bytes)
-    _check_files(manifest, members)
-    return VerifiedBundle(manifest, manifest_bytes, signature, MappingProxyType(members))
-
-
-def peek_manifest(data_or_path: bytes | str | os.PathLike[str]) -> Manifest:
-    """The manifest of a bundle, parsed but NOT verified: for display and routing only."""
-    return Manifest.from_bytes(_pop(_read_members(data_or_path), MANIFEST_FILE))
-
-
-def _read_members(data_or_path: bytes | str | os.PathLike[str]) -> dict[str, bytes]:
     if isinstance(data_or_path, bytes | bytearray | memoryview):
-        return _untar(bytes(data_or_path))
+        return _open_tar(io.BytesIO(bytes(data_or_path)), key, max_bytes)
     path = Path(data_or_path)
     try:
         if path.is_dir():
-            return _read_folder(path)
-        return _untar(path.read_bytes())
+            return _open_folder(path, key, max_bytes)
+        with open(path, "rb") as f:
+            return _open_tar(f, key, max_bytes)
     except OSError as e:
         raise BundleRejected(f"{path}: cannot read bundle ({e.strerror or e})") from None
 
 
-def _read_folder(path: Path) -> dict[str, bytes]:
-    members = {}
-    for entry in sorted(path.iterdir()):
-        if not entry.is_file() or entry.is_symlink():
-            raise BundleRejected(f"{entry}: not a regular file; installed bundles hold only files")
-        members[entry.name] = entry.read_bytes()
-    return members
+def peek_manifest(data_or_path: bytes | str | os.PathLike[str]) -> Manifest:
+    """The manifest of a bundle, parsed but NOT verified: for display and routing only."""
+    if isinstance(data_or_path, bytes | bytearray | memoryview):
+        fileobj: IO[bytes] = io.BytesIO(bytes(data_or_path))
+    else:
+        fileobj = open(data_or_path, "rb")  # noqa: SIM115 - closed below
+    with fileobj, _tar(fileobj) as tar:
+        headers = _headers(tar, MAX_BUNDLE_BYTES)
+        return Manifest.from_bytes(_read(tar, headers, MANIFEST_FILE, MAX_MANIFEST_BYTES))
 
 
-def _untar(data: bytes) -> dict[str, bytes]:
-    """Member name to content; nothing is ever extracted to disk by tarfile itself."""
-    members: dict[str, bytes] = {}
+def _tar(fileobj: IO[bytes]) -> tarfile.TarFile:
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for info in tar:
-                _check_member(info, members)
-                handle = tar.extractfile(info)
-                members[info.name] = handle.read() if handle else b""
-    except (tarfile.TarError, EOFError) as e:
+        return tarfile.open(fileobj=fileobj, mode="r:")
+    except (tarfile.TarError, EOFError, ValueError, OverflowError) as e:
         raise BundleRejected(f"not an uncompressed tar bundle ({e})") from None
-    return members
 
 
-def _check_member(info: tarfile.TarInfo, seen: Mapping[str, bytes]) -> None:
+def _open_tar(fileobj: IO[bytes], key: Ed25519PublicKey, max_bytes: int) -> VerifiedBundle:
+    with _tar(fileobj) as tar:
+        headers = _headers(tar, max_bytes)
+        manifest_bytes = _read(tar, headers, MANIFEST_FILE, MAX_MANIFEST_BYTES)
+        signature = _read(tar, headers, SIGNATURE_FILE, 1024)
+        verify_signed(manifest_bytes, signature, key, MANIFEST_FILE)
+        manifest = Manifest.from_bytes(manifest_bytes)
+        _check_listing(manifest, {name: info.size for name, info in headers.items()})
+        contents = {
+            name: _read(tar, headers, name, entry.bytes, entry)
+            for name, entry in manifest.files.items()
+        }
+    return VerifiedBundle(manifest, manifest_bytes, signature, MappingProxyType(contents))
+
+
+def _headers(tar: tarfile.TarFile, max_bytes: int) -> dict[str, tarfile.TarInfo]:
+    """Every member's header, checked; no member's content has been read yet."""
+    headers: dict[str, tarfile.TarInfo] = {}
+    total = 0
+    try:
+        for info in tar:  # reads headers and seeks past the data
+            _check_member(info, headers)
+            total += info.size
+            if total > max_bytes:
+                raise BundleRejected(f"members declare more than the limit of {max_bytes} bytes")
+            headers[info.name] = info
+    except (tarfile.TarError, EOFError, ValueError, OverflowError) as e:
+        raise BundleRejected(f"not an uncompressed tar bundle ({e})") from None
+    return headers
+
+
+def _check_member(info: tarfile.TarInfo, seen: Mapping[str, tarfile.TarInfo]) -> None:
     name = info.name
     if name.startswith("/") or ".." in name.split("/") or "\\" in name:
         raise BundleRejected(f"unsafe member name {name!r} (absolute path or '..')")
-    if not _MEMBER_PATTERN.fullmatch(name):
+    if not MEMBER_PATTERN.fullmatch(name):
         raise BundleRejected(f"member {name!r} is not a flat file name; bundles hold no folders")
-    if not info.isreg():
-        raise BundleRejected(f"member {name!r} is not a regular file (links are refused)")
+    if info.type not in _PLAIN or info.sparse is not None:
+        raise BundleRejected(
+            f"member {name!r} is not a plain regular file (links, devices and sparse files are refused)"
+        )
     if name in seen:
         raise BundleRejected(f"member {name!r} appears twice")
 
 
-def _pop(members: dict[str, bytes], name: str) -> bytes:
-    if name not in members:
+def _read(
+    tar: tarfile.TarFile,
+    headers: Mapping[str, tarfile.TarInfo],
+    name: str,
+    limit: int,
+    entry: FileEntry | None = None,
+) -> bytes:
+    """One member's content, read only if its declared size is within `limit`."""
+    if name not in headers:
         raise BundleRejected(f"{name} is missing")
-    return members.pop(name)
+    info = headers[name]
+    if info.size > limit:
+        raise BundleRejected(f"{name}: declares {info.size} bytes; at most {limit} accepted")
+    handle = tar.extractfile(info)
+    data = handle.read() if handle else b""
+    if len(data) != info.size:
+        raise BundleRejected(f"{name}: truncated ({len(data)} of {info.size} bytes)")
+    if entry is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise BundleRejected(f"{name}: sha256 does not match the manifest")
+    return data
 
 
-def _check_files(manifest: Manifest, members: Mapping[str, bytes]) -> None:
-    missing = sorted(set(manifest.files) - set(members))
+def _check_listing(manifest: Manifest, sizes: Mapping[str, int]) -> None:
+    """The members are exactly the listed files, with the listed sizes (nothing read yet)."""
+    present = set(sizes) - {MANIFEST_FILE, SIGNATURE_FILE}
+    missing = sorted(set(manifest.files) - present)
     if missing:
         raise BundleRejected(f"listed in the manifest but missing: {', '.join(missing)}")
-    extra = sorted(set(members) - set(manifest.files))
+    extra = sorted(present - set(manifest.files))
     if extra:
         raise BundleRejected(f"not listed in the manifest: {', '.join(extra)}")
     for name, entry in manifest.files.items():
-        data = members[name]
-        if len(data) != entry.bytes:
-            raise BundleRejected(f"{name}: {len(data)} bytes, manifest says {entry.bytes}")
-        if hashlib.sha256(data).hexdigest() != entry.sha256:
+        if sizes[name] != entry.bytes:
+            raise BundleRejected(f"{name}: {sizes[name]} bytes, manifest says {entry.bytes}")
+
+
+def _open_folder(path: Path, key: Ed25519PublicKey, max_bytes: int) -> VerifiedBundle:
+    """An installed bundle folder, checked like a tar: signature first, sizes before reads."""
+    sizes: dict[str, int] = {}
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() or not entry.is_file():
+            raise BundleRejected(f"{entry}: not a regular file; installed bundles hold only files")
+        sizes[entry.name] = entry.stat().st_size
+    if sum(sizes.values()) > max_bytes:
+        raise BundleRejected(f"{path}: more than the limit of {max_bytes} bytes")
+    for name, limit in ((MANIFEST_FILE, MAX_MANIFEST_BYTES), (SIGNATURE_FILE, 1024)):
+        if sizes.get(name, 0) > limit or name not in sizes:
+            raise BundleRejected(f"{path / name}: missing or over {limit} bytes")
+    manifest_bytes = (path / MANIFEST_FILE).read_bytes()
+    signature = (path / SIGNATURE_FILE).read_bytes()
+    verify_signed(manifest_bytes, signature, key, MANIFEST_FILE)
+    manifest = Manifest.from_bytes(manifest_bytes)
+    _check_listing(manifest, sizes)
+    contents = {}
+    for name, entry in manifest.files.items():
+        contents[name] = (path / name).read_bytes()
+        if hashlib.sha256(contents[name]).hexdigest() != entry.sha256:
             raise BundleRejected(f"{name}: sha256 does not match the manifest")
+    return VerifiedBundle(manifest, manifest_bytes, signature, MappingProxyType(contents))
 
 
 def _read_samples(data: bytes, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -63,10 +63,12 @@ def split_file(directory: str | os.PathLike, split: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, *, sync: bool = False) -> Iterator[Path]:
     """Yields a temporary path beside `target`; renames it onto `target` on success.
 
-    On an exception the temporary file is removed and `target` is left as it was.
+    On an exception the temporary file is removed and `target` is left as it was. With
+    `sync`, the content is flushed to the disk before the rename (for state that must
+    survive a power cut).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,21 +78,29 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if sync:
+            fd = os.open(tmp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(target) as tmp:
+def write_bytes(target: str | os.PathLike, data: bytes, *, sync: bool = False) -> Path:
+    """Writes `data` to `target` atomically (see `atomic_path`)."""
+    with atomic_path(target, sync=sync) as tmp:
         tmp.write_bytes(data)
     return Path(target)
 
 
-def write_json(target: str | os.PathLike, obj: Any) -> Path:
+def write_json(target: str | os.PathLike, obj: Any, *, sync: bool = False) -> Path:
+    """Writes `obj` as indented JSON to `target` atomically (see `atomic_path`)."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    return write_bytes(target, text.encode())
+    return write_bytes(target, text.encode(), sync=sync)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -111,6 +121,23 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_synced(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` and flushes it to the disk (fsync) before returning."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Makes a folder's entries (new names, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from edgetune import files
+from edgetune.agent.tokens import write_token
 from edgetune.errors import EdgetuneError
 
 HOST = "127.0.0.1"
@@ -81,13 +82,6 @@ def start_local_fleet(
         fleet.stop()
         raise
     return fleet
-
-
-def write_token(path: Path, token: str) -> None:
-    """Writes a token file readable by its owner only, from the moment it exists."""
-    with files.atomic_path(path) as tmp:
-        tmp.chmod(0o600)  # before the secret is written
-        tmp.write_text(token)
 
 
 def _spawn(home: Path, trusted_key: str | os.PathLike) -> tuple[subprocess.Popen, str]:

@@ -1,10 +1,12 @@
-"""The options of `edgetune agent serve`, declared beside the agent (argparse only, no imports
-of the server, so `edgetune --help` stays fast)."""
+"""The options of `edgetune agent serve`, declared beside the agent."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
+
+from edgetune.agent.limits import AgentLimits
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +27,43 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         default=None,
-        help="file holding the bearer token pushes must carry (default: $EDGETUNE_AGENT_TOKEN)",
+        help="file (mode 0600) holding the bearer token pushes must carry, at least 16 "
+        "characters (default: $EDGETUNE_AGENT_TOKEN)",
+    )
+    parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate")
+    parser.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")
+    parser.add_argument(
+        "--predict-token-file", default=None, help="also require a bearer token on /predict"
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the agent, e.g. https://app.local (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name accepted besides IP addresses and localhost (repeatable)",
+    )
+    defaults = AgentLimits()
+    parser.add_argument("--max-bundle-bytes", type=int, default=defaults.max_bundle_bytes)
+    parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes)
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=defaults.max_pixels,
+        help="largest image /predict decodes (width x height, read from the header first)",
+    )
+    parser.add_argument("--predict-concurrency", type=int, default=defaults.predict_concurrency)
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="connections served at once; more are answered 503",
     )
 
 
@@ -38,4 +76,17 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "state_dir": args.state_dir,
         "trusted_key": args.trusted_key,
         "token_file": args.token_file,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "predict_token_file": args.predict_token_file,
+        "allow_origins": args.allow_origin,
+        "allow_hosts": args.allow_host,
+        "limits": replace(
+            AgentLimits(),
+            max_bundle_bytes=args.max_bundle_bytes,
+            max_image_bytes=args.max_image_bytes,
+            max_pixels=args.max_pixels,
+            predict_concurrency=args.predict_concurrency,
+            max_connections=args.max_connections,
+        ),
     }

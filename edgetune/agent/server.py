@@ -2,50 +2,66 @@
 
 Endpoints (JSON answers; errors as ``{"detail": "<one-line reason>"}``):
 
-- ``PUT /bundle`` (token): body is the raw bundle. 401 wrong token, 400 refused bundle,
-  409 version installed with other contents, 413 too large; else ``{version, status, smoke}``.
-- ``POST /rollback`` (token): serve the previous version again; 409 when there is none.
-- ``GET /health``: ``{status: ok|degraded|empty, version, previous, smoke, model_sha256}``.
-- ``POST /predict``: body is a PNG, JPEG or BMP file; ``{label, index, scores, version}``.
-  400 for an image that does not decode, 503 when no model is installed.
+- ``PUT /bundle`` (token): body is the raw bundle, spooled to disk. 401 wrong token, 400
+  refused bundle, 409 reused version name or a sequence not above the installed one,
+  412 `If-Match` does not name the served state, 413 too large, 429 another install is
+  running, 507 the disk is full; else ``{version, status, smoke, sequence, model_sha256, etag}``.
+- ``POST /rollback`` (token): body is a signed rollback order naming an installed version.
+- ``GET /health``: ``{status: ok|degraded|empty, version, previous, smoke, sequence,
+  model_sha256, etag, error}``.
+- ``POST /predict``: body is a PNG, JPEG or BMP file sent as ``Content-Type: image/...``;
+  ``{label, index, scores, version}``. 400 not an image, 413 too many pixels or bytes,
+  415 other content types, 429 busy, 503 no model installed.
 
-``/predict`` and ``/health`` need no token: they change nothing, and the agent binds to
-loopback unless told otherwise, so the application beside it on the device can call it
-without holding the deploy secret. Whatever can change the served model needs the token.
+``/predict`` and ``/health`` need no token unless ``--predict-token-file`` is given: they
+change nothing, and the agent binds to loopback unless told otherwise. Browsers' cross-site
+requests and foreign Host names are refused (see `limits.SameOriginOnly`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hmac
 import logging
 import os
 import socket
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from edgetune import __version__
-from edgetune.agent.service import Agent, NoModel
-from edgetune.agent.store import VersionConflict
+from edgetune.agent.limits import AgentLimits, ImageTooLarge, SameOriginOnly, check_image_size
+from edgetune.agent.service import Agent, NoModel, PreconditionFailed
+from edgetune.agent.store import NoPreviousVersion, VersionConflict
+from edgetune.agent.tokens import read_token
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import ImageDecodeError
 from edgetune.signing import KeyInput, load_public_key
 
-TOKEN_ENV = "EDGETUNE_AGENT_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
-# A bundle is held in memory while it is verified; the cap bounds that memory.
-MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-MAX_IMAGE_BYTES = 16 * 1024 * 1024
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "application/octet-stream")
+MAX_ORDER_BYTES = 64 * 1024
+# A full disk, a quota, a file size limit: the device lacks room, the request was fine.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
     state_dir: str | os.PathLike[str],
     trusted_key: Ed25519PublicKey | KeyInput,
     token: str,
+    *,
+    limits: AgentLimits | None = None,
+    predict_token: str | None = None,
+    allow_origins: Iterable[str] = (),
+    allow_hosts: Iterable[str] = (),
 ) -> FastAPI:
     """Builds the agent app and restores the version `state_dir` points at.
 
@@ -53,45 +69,45 @@ def create_app(
         state_dir: where installed versions and the served-version pointer live.
         trusted_key: the Ed25519 public key bundles must be signed with, or its PEM path.
         token: the bearer token pushes and rollbacks must carry.
+        limits: sizes, pixels, deadlines and concurrency (defaults: `AgentLimits()`).
+        predict_token: when given, /predict needs this bearer token too.
+        allow_origins: browser origins allowed to call the agent (none by default).
+        allow_hosts: Host names accepted besides IP addresses and localhost.
 
     Returns:
         The FastAPI app, ready for uvicorn.
     """
     if not token:
         raise EdgetuneError("the agent token is empty")
+    limits = limits or AgentLimits()
     key = trusted_key if isinstance(trusted_key, Ed25519PublicKey) else load_public_key(trusted_key)
-    agent = Agent(state_dir, key)
+    agent = Agent(state_dir, key, limits.max_bundle_bytes)
     agent.restore()
-    app = FastAPI(title="edgetune agent", version=__version__)
+    app = FastAPI(title="edgetune agent", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)  # fmt: skip
+    app.add_middleware(SameOriginOnly, allow_origins=allow_origins, allow_hosts=allow_hosts)
     app.state.agent = agent
-    expected_auth = f"Bearer {token}".encode()
-
-    def authorize(request: Request) -> None:
-        given = request.headers.get("authorization", "").encode()
-        # Constant-time comparison: the answer time must not reveal how much of a guess matched.
-        if not hmac.compare_digest(given, expected_auth):
-            raise HTTPException(
-                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-            )
+    push_auth = _bearer(token)
+    predict_auth = _bearer(predict_token) if predict_token else None
+    install_lock = asyncio.Lock()  # one install or rollback at a time; others get 429 at once
+    predict_slots = asyncio.Semaphore(limits.predict_concurrency)
 
     @app.put("/bundle")
     async def put_bundle(request: Request) -> dict[str, Any]:
-        authorize(request)
-        data = await _read_body(request, MAX_BUNDLE_BYTES)
-        try:
-            return await run_in_threadpool(agent.install, data)
-        except VersionConflict as e:
-            raise HTTPException(409, str(e)) from None
-        except EdgetuneError as e:
-            raise HTTPException(400, str(e)) from None
+        push_auth(request)
+        async with _exclusive(install_lock, "another install is in progress"):
+            spooled = await _spool(request, agent.store.spool, limits)
+            try:
+                return await _change(agent.install, spooled, request.headers.get("if-match"))
+            finally:
+                spooled.unlink(missing_ok=True)
 
     @app.post("/rollback")
     async def rollback(request: Request) -> dict[str, Any]:
-        authorize(request)
-        try:
-            return await run_in_threadpool(agent.rollback)
-        except EdgetuneError as e:  # NoPreviousVersion, or a previous that no longer loads
-            raise HTTPException(409, str(e)) from None
+        push_auth(request)
+        async with _exclusive(install_lock, "another install is in progress"):
+            order = await _read_body(request, MAX_ORDER_BYTES, limits.body_timeout_s)
+            return await _change(agent.rollback, order, request.headers.get("if-match"))
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -99,51 +115,129 @@ def create_app(
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
-        data = await _read_body(request, MAX_IMAGE_BYTES)
-        try:
-            return await run_in_threadpool(agent.predict, data)
-        except NoModel as e:
-            raise HTTPException(503, str(e)) from None
-        except ImageDecodeError as e:
-            raise HTTPException(400, str(e)) from None
+        if predict_auth:
+            predict_auth(request)
+        _require_image_type(request)
+        if predict_slots.locked():
+            raise HTTPException(429, "busy: too many predictions at once; retry shortly")
+        async with predict_slots:
+            data = await _read_body(request, limits.max_image_bytes, limits.body_timeout_s)
+            try:
+                check_image_size(data, limits.max_pixels)
+                return await run_in_threadpool(agent.predict, data)
+            except ImageTooLarge as e:
+                raise HTTPException(413, str(e)) from None
+            except NoModel as e:
+                raise HTTPException(503, str(e)) from None
+            except ImageDecodeError as e:
+                raise HTTPException(400, str(e)) from None
 
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit`."""
+def _bearer(token: str):
+    expected = f"Bearer {token}".encode()
+
+    def authorize(request: Request) -> None:
+        given = request.headers.get("authorization", "").encode()
+        # Constant-time comparison: the answer time must not reveal how much of a guess matched.
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    return authorize
+
+
+class _exclusive:
+    """`async with`: holds `lock`, or answers 429 at once when it is taken."""
+
+    def __init__(self, lock: asyncio.Lock, busy: str) -> None:
+        self.lock, self.busy = lock, busy
+
+    async def __aenter__(self) -> None:
+        if self.lock.locked():
+            raise HTTPException(429, self.busy)
+        await self.lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+async def _change(method, payload, if_match: str | None) -> dict[str, Any]:
+    """Runs an install or rollback in a worker thread and maps its refusals to statuses."""
+    try:
+        return await run_in_threadpool(method, payload, if_match)
+    except PreconditionFailed as e:
+        raise HTTPException(412, str(e)) from None
+    except (VersionConflict, NoPreviousVersion) as e:
+        raise HTTPException(409, str(e)) from None
+    except EdgetuneError as e:
+        raise HTTPException(400, str(e)) from None
+    except OSError as e:
+        if e.errno in _NO_ROOM:
+            raise HTTPException(507, f"no room on the device: {e.strerror}") from None
+        raise
+
+
+def _require_image_type(request: Request) -> None:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in IMAGE_TYPES:
+        raise HTTPException(
+            415, f"Content-Type {kind or 'missing'!r}; send the image file as the body with "
+            "Content-Type image/png, image/jpeg or image/bmp",
+        )  # fmt: skip
+
+
+def _declared_too_large(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit}")
+
+
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused with 413 past `limit` and 408 past `timeout_s`."""
+    _declared_too_large(request, limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, f"body not received within {timeout_s:g} s") from None
     return b"".join(chunks)
 
 
-def read_token(token_file: str | os.PathLike[str] | None) -> str:
-    """The bearer token from `token_file`, else from $EDGETUNE_AGENT_TOKEN.
-
-    Raises:
-        EdgetuneError: the file cannot be read or is empty, or neither source gives a token.
-    """
-    if token_file:
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as e:
-            raise EdgetuneError(
-                f"{token_file}: cannot read token file ({e.strerror or e})"
-            ) from None
-        if not token:
-            raise EdgetuneError(f"{token_file}: token file is empty")
-        return token
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise EdgetuneError(f"no agent token: pass --token-file or set {TOKEN_ENV}")
-    return token
+async def _spool(request: Request, spool_dir: Path, limits: AgentLimits) -> Path:
+    """Streams the body into a file under `spool_dir` (413 past the cap, 408, 507)."""
+    _declared_too_large(request, limits.max_bundle_bytes)
+    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=spool_dir)
+    path, size = Path(name), 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async with asyncio.timeout(limits.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limits.max_bundle_bytes:
+                        raise HTTPException(
+                            413, f"body exceeds the limit of {limits.max_bundle_bytes} bytes"
+                        )
+                    out.write(chunk)
+    except TimeoutError:
+        path.unlink(missing_ok=True)
+        raise HTTPException(408, f"body not received within {limits.body_timeout_s:g} s") from None
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        if e.errno in _NO_ROOM:
+            raise HTTPException(507, f"no room on the device: {e.strerror}") from None
+        raise
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def serve(
@@ -153,6 +247,7 @@ def serve(
     trusted_key: KeyInput = ".edgetune/keys/signing.pub",
     token_file: str | os.PathLike[str] | None = None,
     fd: int | None = None,
+    **options: Any,
 ) -> None:
     """Runs the agent until interrupted (`edgetune agent serve`).
 
@@ -163,16 +258,16 @@ def serve(
         trusted_key: PEM file of the Ed25519 public key bundles must be signed with.
         token_file: file holding the bearer token; default $EDGETUNE_AGENT_TOKEN.
         fd: a listening socket inherited from the parent, used instead of binding `port`.
+        **options: see `edgetune.agent.runner.run` (limits, TLS, origins, predict token).
 
     Raises:
-        EdgetuneError: no token, or the trusted key cannot be loaded.
+        EdgetuneError: no or weak token, or the trusted key cannot be loaded.
     """
-    token = read_token(token_file)
-    key = load_public_key(trusted_key)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    app = create_app(state_dir, key, token)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port or 0, log_level="info"))
-    # socket(fileno=...) detects the inherited socket's family (uvicorn's own `fd` assumes AF_UNIX).
-    server.run(sockets=[socket.socket(fileno=fd)] if fd is not None else None)
+    from edgetune.agent.runner import run
+
+    run(host, port, state_dir, trusted_key, read_token(token_file), fd, **options)
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket a parent passed down (its family detected from the descriptor)."""
+    return socket.socket(fileno=fd)

@@ -11,9 +11,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgetune.agent.runtime import LoadedModel, SmokeResult
-from edgetune.agent.store import NoPreviousVersion, Pointer, VersionStore
-from edgetune.bundle import VerifiedBundle, open_bundle
+from edgetune.agent.store import NoPreviousVersion, State, VersionConflict, VersionStore
+from edgetune.bundle import MAX_BUNDLE_BYTES, VerifiedBundle, open_bundle
 from edgetune.errors import EdgetuneError
+from edgetune.manifest import open_rollback_order
 
 STATUS_OK = "ok"
 STATUS_DEGRADED = "degraded"
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 class NoModel(EdgetuneError):
     """Nothing is installed yet, so there is nothing to predict with."""
+
+
+class PreconditionFailed(EdgetuneError):
+    """The caller's If-Match does not name what the agent serves now (someone else changed it)."""
 
 
 @dataclass(frozen=True)
@@ -46,90 +51,158 @@ class Agent:
     up by an install that is still loading and smoke-testing its model.
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str], trusted_key: Ed25519PublicKey) -> None:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        trusted_key: Ed25519PublicKey,
+        max_bundle_bytes: int = MAX_BUNDLE_BYTES,
+    ) -> None:
         self.store = VersionStore(state_dir)
         self._key = trusted_key
+        self._max_bytes = max_bundle_bytes
         self._lock = threading.Lock()
         self._served: Served | None = None
-        self._pointer = Pointer()
+        self._state = State()
         self._error: str | None = None
 
     def restore(self) -> None:
-        """Serves the version the state folder points at, verified and smoke-tested again.
+        """Cleans what a crash left, then serves the version the state points at, verified
+        and smoke-tested again.
 
         A version that no longer verifies or loads is reported through `health()` rather
         than raised: an agent that refuses to start could not be repaired by a new push.
         """
         with self._lock:
-            self._pointer = self.store.pointer()
-            if not self._pointer.current:
+            state = self.store.state()
+            removed = self.store.clean(state)
+            if removed:
+                log.info("removed %d leftover entries: %s", len(removed), ", ".join(removed))
+            if state is None:
+                self._error = "the state file is unreadable; push a bundle to repair it"
+                return
+            self._state = state
+            if not state.current:
                 return
             try:
-                self._served = self._load_installed(self._pointer.current)
+                self._served = self._load_installed(state.current)
             except EdgetuneError as e:
-                self._error = f"cannot restore {self._pointer.current}: {e}"
-                log.error("%s", self._error)
+                log.error("cannot restore %s: %s", state.current, e)
+                # Unauthenticated callers read this: the reason, without the state path.
+                reason = str(e).replace(str(self.store.root), "<state>")
+                self._error = f"cannot restore {state.current}: {reason}"
 
-    def install(self, data: bytes) -> dict[str, Any]:
+    @property
+    def etag(self) -> str:
+        """Names the served state; changes with every install or rollback (If-Match)."""
+        served = self._served
+        return f'"{self._state.sequence}:{served.model.model_sha256 if served else "empty"}"'
+
+    def install(
+        self, bundle_source: bytes | str | os.PathLike[str], if_match: str | None = None
+    ) -> dict[str, Any]:
         """Verifies, loads, smoke-tests, installs and serves a pushed bundle.
 
         The model is loaded and smoke-tested before the pointer moves, so a model LiteRT
         cannot load is refused and the served version stays. A smoke test below the
         bundle's threshold still installs it, reported `degraded`: the deployer decides
-        whether to roll back.
+        whether to roll back. Pushing what is served already is a no-op.
 
         Raises:
             BundleRejected: the bundle fails verification.
             ModelLoadError: LiteRT cannot serve the model.
-            VersionConflict: the version is installed with other contents.
+            VersionConflict: the version name was installed before with another model, or
+                the sequence is not above the highest accepted (a downgrade or replay).
+            PreconditionFailed: `if_match` is given and does not match `etag`.
         """
-        bundle = open_bundle(data, self._key)
+        bundle = open_bundle(bundle_source, self._key, max_bytes=self._max_bytes)
         with self._lock:
+            self._check_precondition(if_match)
+            state = self._state
+            known = state.history.get(bundle.version)
+            if known is not None and known != bundle.content_sha256:
+                raise VersionConflict(
+                    f"version {bundle.version} was installed before with other contents; "
+                    "give the new bundle a new version"
+                )
+            if state.current == bundle.version and self._served is not None:
+                return self.report()  # the same model again
+            if bundle.manifest.sequence <= state.sequence:
+                raise VersionConflict(
+                    f"bundle sequence {bundle.manifest.sequence} is not above {state.sequence}, "
+                    "the highest accepted here; going back needs a signed rollback order"
+                )
             served = self._load(bundle)
             self.store.install(bundle)
-            self._pointer = self.store.activate(bundle.version)
+            self._state = self.store.activate(state, bundle)
             self._serve(served)
         return self.report()
 
-    def rollback(self) -> dict[str, Any]:
-        """Serves the previous version again, after verifying and smoke-testing it.
+    def rollback(self, order_body: bytes, if_match: str | None = None) -> dict[str, Any]:
+        """Serves an installed earlier version again, as a signed rollback order says.
 
         Raises:
-            NoPreviousVersion: nothing to roll back to.
-            EdgetuneError: the previous version no longer verifies or loads.
+            BundleRejected: the order is malformed or not signed by the trusted key.
+            VersionConflict: the order's sequence is not above the highest accepted.
+            NoPreviousVersion: the named version (with that model) is not installed.
+            PreconditionFailed: `if_match` is given and does not match `etag`.
         """
+        if not order_body.strip():
+            return self._swap_to_previous(if_match)
+        order = open_rollback_order(order_body, self._key)
         with self._lock:
-            previous = self._pointer.previous
-            if not previous:
+            self._check_precondition(if_match)
+            state = self._state
+            if order.sequence <= state.sequence:
+                raise VersionConflict(
+                    f"rollback order sequence {order.sequence} is not above {state.sequence}"
+                )
+            if not self.store.version_dir(order.version).is_dir():
+                raise NoPreviousVersion(f"version {order.version} is not installed here")
+            served = self._load_installed(order.version)
+            if served.model.model_sha256 != order.model_sha256:
+                raise NoPreviousVersion(
+                    f"version {order.version} is installed here with another model than the order names"
+                )
+            self._state = self.store.return_to(state, order.version, order.sequence)
+            self._serve(served)
+        return self.report()
+
+    def _swap_to_previous(self, if_match: str | None) -> dict[str, Any]:
+        # Transitional: the deployer's rollback right after a failed push, until it sends
+        # signed orders. It can only return to `previous`, which the token holder just left.
+        with self._lock:
+            self._check_precondition(if_match)
+            state = self._state
+            if not state.previous or not self.store.version_dir(state.previous).is_dir():
                 raise NoPreviousVersion("no previous version to roll back to")
-            served = self._load_installed(previous)
-            self._pointer = self.store.rollback()
+            served = self._load_installed(state.previous)
+            self._state = self.store.return_to(state, state.previous, state.sequence)
             self._serve(served)
         return self.report()
 
     def report(self) -> dict[str, Any]:
-        """The push and rollback answer: version, status and smoke result."""
+        """The push and rollback answer: version, status, smoke result and what identifies it."""
         health = self.health()
-        return {key: health[key] for key in ("version", "status", "smoke", "previous")}
+        keys = ("version", "status", "smoke", "previous", "sequence", "model_sha256", "etag")
+        return {key: health[key] for key in keys}
 
     def health(self) -> dict[str, Any]:
-        """Status (`ok`, `degraded` or `empty`), versions, smoke result and model hash."""
-        served, pointer = self._served, self._pointer
+        """Status (`ok`, `degraded` or `empty`), versions, smoke result, model hash, etag."""
+        served, state = self._served, self._state
+        common = {
+            "previous": state.previous,
+            "sequence": state.sequence,
+            "etag": self.etag,
+        }
         if served is None:
-            return {
-                "status": STATUS_EMPTY,
-                "version": None,
-                "previous": pointer.previous,
-                "smoke": None,
-                "model_sha256": None,
-                "error": self._error,
-            }
+            empty = {"status": STATUS_EMPTY, "version": None, "smoke": None, "model_sha256": None}
+            return {**empty, **common, "error": self._error}
         return {
             "status": served.status,
             "version": served.model.version,
-            "previous": pointer.previous,
             "smoke": served.smoke.to_dict(),
             "model_sha256": served.model.model_sha256,
+            **common,
             "error": None,
         }
 
@@ -144,6 +217,12 @@ class Agent:
         if served is None:
             raise NoModel("no model installed; push a bundle first")
         return served.model.predict(image_bytes)
+
+    def _check_precondition(self, if_match: str | None) -> None:
+        if if_match is not None and if_match.strip() != self.etag:
+            raise PreconditionFailed(
+                f"If-Match {if_match.strip()} does not match the served state {self.etag}"
+            )
 
     def _load_installed(self, version: str) -> Served:
         return self._load(open_bundle(self.store.version_dir(version), self._key))

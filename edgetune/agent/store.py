@@ -1,14 +1,17 @@
-"""The agent's state on disk: installed versions and which one is served.
+"""The agent's state on disk: installed versions, which one is served, and what was ever seen.
 
 Layout under the state folder::
 
     versions/<version>/   model.tflite, samples.npz, manifest.json, manifest.sig (as signed)
-    state.json            {"current": "<version>", "previous": "<version>" | null}
+    spool/                uploads being received (removed at start)
+    state.json            {"current", "previous", "sequence", "history": {version: content sha256}}
 
-The pointer is a small JSON file replaced atomically rather than a `current` symlink: it
-holds `current` and `previous` together, so a push or a rollback changes both in one
-rename, and it behaves the same on file systems without symlinks (FAT on SD cards).
-Installed folders keep the signed files untouched, so a restart verifies them again.
+`state.json` is replaced atomically rather than kept as a `current` symlink: it holds the
+pointer, the highest sequence ever accepted (the anti-rollback mark) and the model hash of
+every version ever installed (so a name is never reused for other content, even after its
+folder was pruned), and one rename changes them together. It behaves the same on file
+systems without symlinks (FAT on SD cards). Installed folders keep the signed files
+untouched, so a restart verifies them again.
 """
 
 from __future__ import annotations
@@ -16,33 +19,44 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgetune import files
-from edgetune.bundle import MANIFEST_FILE, VerifiedBundle
+from edgetune.bundle import VerifiedBundle
 from edgetune.errors import EdgetuneError
 
-POINTER_FILE = "state.json"
+STATE_FILE = "state.json"
 VERSIONS_DIR = "versions"
+SPOOL_DIR = "spool"
 
 log = logging.getLogger(__name__)
 
 
 class VersionConflict(EdgetuneError):
-    """A different bundle with the same version is already installed."""
+    """Refused because of what is installed: a reused name, an old sequence, a stale If-Match."""
 
 
 class NoPreviousVersion(EdgetuneError):
-    """A rollback was asked for, but there is nothing to roll back to."""
+    """A rollback names a version that is not installed here."""
 
 
 @dataclass(frozen=True)
-class Pointer:
-    """Which installed versions are served now and were served before."""
+class State:
+    """Which version is served, which was before, the anti-rollback mark and the history.
+
+    Attributes:
+        current: the served version.
+        previous: the version served before it (kept on disk for a rollback).
+        sequence: the highest bundle or rollback-order sequence ever accepted.
+        history: the content sha256 (`VerifiedBundle.content_sha256`) of every version
+            ever installed, kept after its folder is pruned.
+    """
 
     current: str | None = None
     previous: str | None = None
+    sequence: int = 0
+    history: dict[str, str] = field(default_factory=dict)
 
 
 class VersionStore:
@@ -54,73 +68,87 @@ class VersionStore:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.root = Path(state_dir)
         self.versions = self.root / VERSIONS_DIR
+        self.spool = self.root / SPOOL_DIR
         self.versions.mkdir(parents=True, exist_ok=True)
+        self.spool.mkdir(parents=True, exist_ok=True)
 
     def version_dir(self, version: str) -> Path:
         return self.versions / version
 
-    def pointer(self) -> Pointer:
-        """The pointer on disk; an unreadable one counts as empty so a new push can repair it."""
-        path = self.root / POINTER_FILE
+    def state(self) -> State | None:
+        """The state on disk; an empty one if there is none, None if it cannot be read."""
+        path = self.root / STATE_FILE
         if not path.exists():
-            return Pointer()
+            return State()
         try:
             doc = files.read_json(path)
-            return Pointer(current=doc.get("current"), previous=doc.get("previous"))
-        except (OSError, ValueError, AttributeError) as e:
-            log.error("%s is unreadable (%s); starting without a served version", path, e)
-            return Pointer()
+            return State(
+                current=doc.get("current"),
+                previous=doc.get("previous"),
+                sequence=int(doc.get("sequence", 0)),
+                history=dict(doc.get("history", {})),
+            )
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            log.error("%s is unreadable (%s); starting without a served version", STATE_FILE, e)
+            return None
+
+    def clean(self, state: State | None) -> list[str]:
+        """Removes what a crash can leave: spooled uploads, half-written temp folders, and
+        version folders the state does not point at. Returns the names removed.
+
+        With an unreadable state only temporary files go: the versions may still be wanted.
+        """
+        removed = []
+        for entry in [*self.spool.iterdir(), *self.versions.iterdir()]:
+            temporary = entry.parent == self.spool or entry.name.startswith(".")
+            orphan = state is not None and entry.name not in (state.current, state.previous)
+            if temporary or orphan:
+                _remove(entry)
+                removed.append(entry.name)
+        return removed
 
     def install(self, bundle: VerifiedBundle) -> Path:
-        """Writes a verified bundle into `versions/<version>/` atomically (temp folder, rename).
+        """Writes a verified bundle into `versions/<version>/` durably and atomically.
 
-        Versions are immutable: pushing the same bundle again is a no-op, and a different
-        bundle under an installed version's name is refused, so a name always means one model.
-
-        Raises:
-            VersionConflict: the version is installed with a different manifest.
+        The files and the folder are fsynced before the rename that publishes the version,
+        so a power cut leaves either no folder or a complete one. An existing folder for
+        the same version is left as it is (the caller checked the history).
         """
         target = self.version_dir(bundle.version)
-        if target.exists():
-            manifest = target / MANIFEST_FILE
-            if manifest.is_file() and manifest.read_bytes() == bundle.manifest_bytes:
-                return target
-            raise VersionConflict(
-                f"version {bundle.version} is already installed with different contents; "
-                "give the new bundle a new version"
-            )
+        if target.is_dir():
+            return target
         with files.atomic_dir(target) as tmp:
             bundle.write_to(tmp)
+        files.fsync_dir(self.versions)
         return target
 
-    def activate(self, version: str) -> Pointer:
-        """Serves `version` from now on; what was served becomes `previous`; older ones go."""
-        old = self.pointer()
-        new = old if old.current == version else Pointer(current=version, previous=old.current)
-        self._write(new)
-        return new
-
-    def rollback(self) -> Pointer:
-        """Swaps `current` and `previous` (a second rollback undoes the first).
-
-        Raises:
-            NoPreviousVersion: no previous version is installed.
-        """
-        old = self.pointer()
-        if not old.previous or not self.version_dir(old.previous).is_dir():
-            raise NoPreviousVersion("no previous version to roll back to")
-        new = Pointer(current=old.previous, previous=old.current)
-        self._write(new)
-        return new
-
-    def _write(self, pointer: Pointer) -> None:
-        files.write_json(self.root / POINTER_FILE, asdict(pointer))
-        self._prune(pointer)
-
-    def _prune(self, pointer: Pointer) -> None:
-        # Devices have little flash: keep only what a rollback can reach, and remove the
-        # temporary folders an interrupted install may have left behind.
-        keep = {pointer.current, pointer.previous}
+    def save(self, state: State) -> State:
+        """Writes `state` atomically and prunes versions it no longer points at."""
+        files.write_json(self.root / STATE_FILE, asdict(state), sync=True)
+        files.fsync_dir(self.root)
+        keep = {state.current, state.previous}
         for entry in self.versions.iterdir():
-            if entry.name not in keep:
-                shutil.rmtree(entry, ignore_errors=True)
+            # Devices have little flash: keep only what a rollback can reach.
+            if entry.name not in keep and not entry.name.startswith("."):
+                _remove(entry)
+        return state
+
+    def activate(self, old: State, bundle: VerifiedBundle) -> State:
+        """The state serving `bundle` from now on; what was served becomes `previous`."""
+        history = {**old.history, bundle.version: bundle.content_sha256}
+        previous = old.previous if old.current == bundle.version else old.current
+        return self.save(
+            State(bundle.version, previous, max(old.sequence, bundle.manifest.sequence), history)
+        )
+
+    def return_to(self, old: State, version: str, sequence: int) -> State:
+        """The state serving the installed `version` again, after a signed rollback order."""
+        previous = old.previous if old.current == version else old.current
+        return self.save(replace(old, current=version, previous=previous, sequence=sequence))
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import pytest
 from support import agents as support
 
 from edgetune import bundle, cli
+from edgetune.agent.limits import AgentLimits
 
 auth = support.auth
 
@@ -39,18 +40,21 @@ def test_signed_bundle_installs_and_is_served(start_agent, make_bundle, model_fi
 
 def test_predict_classifies_a_png_like_the_build_machine(start_agent, make_bundle, smoke_set):
     agent = start_agent()
-    assert httpx.post(f"{agent.url}/predict", content=b"x").status_code == 503
+    png = support.png_headers()
+    assert httpx.post(f"{agent.url}/predict", content=b"x", headers=png).status_code == 503
     put(agent, make_bundle())
     pixels, expected = smoke_set
 
     for image, want in zip(pixels, expected, strict=True):
-        answer = httpx.post(f"{agent.url}/predict", content=support.png_bytes(image)).json()
+        answer = httpx.post(
+            f"{agent.url}/predict", content=support.png_bytes(image), headers=png
+        ).json()
         assert answer["index"] == want
         assert answer["label"] == support.SPEC.labels[want]
         assert answer["version"] == "1.0.0" and len(answer["scores"]) == 3
         assert abs(sum(answer["scores"]) - 1.0) < 0.05  # dequantized softmax
 
-    bad = httpx.post(f"{agent.url}/predict", content=b"not an image")
+    bad = httpx.post(f"{agent.url}/predict", content=b"not an image", headers=png)
     assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
 
 
@@ -101,22 +105,32 @@ def test_wrong_or_missing_token_is_401_and_installs_nothing(start_agent, make_bu
     agent = start_agent()
 
     assert put(agent, make_bundle(), token=token).status_code == 401
-    assert httpx.post(f"{agent.url}/rollback", headers=auth(token)).status_code == 401
+    assert (
+        httpx.post(f"{agent.url}/rollback", content=b"{}", headers=auth(token)).status_code == 401
+    )
     assert health(agent)["status"] == "empty"
     assert list((agent.state_dir / "versions").iterdir()) == []
 
 
-def test_disagreeing_smoke_test_is_degraded_until_rolled_back(start_agent, make_bundle):
+def rollback(agent, keys, version, sha256, sequence=None):
+    order = support.rollback_order(keys, version, sha256, sequence)
+    return httpx.post(f"{agent.url}/rollback", content=order, headers=auth(), timeout=30)
+
+
+def test_disagreeing_smoke_test_is_degraded_until_a_signed_order_rolls_it_back(
+    start_agent, make_bundle, keys, model_file
+):
     agent = start_agent()
-    assert httpx.post(f"{agent.url}/rollback", headers=auth()).status_code == 409
+    sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert rollback(agent, keys, "1.0.0", sha).status_code == 409  # nothing installed
     put(agent, make_bundle("1.0.0"))
 
     answer = put(agent, make_bundle("2.0.0", disagree=True)).json()
 
     assert answer["status"] == "degraded" and answer["smoke"]["agreement"] == 0.0
     assert (health(agent)["status"], health(agent)["previous"]) == ("degraded", "1.0.0")
-    back = httpx.post(f"{agent.url}/rollback", headers=auth())
-    assert back.status_code == 200
+    back = rollback(agent, keys, "1.0.0", sha)
+    assert back.status_code == 200, back.text
     assert (back.json()["version"], back.json()["status"]) == ("1.0.0", "ok")
     assert health(agent)["version"] == "1.0.0"
 
@@ -136,11 +150,8 @@ def test_signed_model_that_litert_cannot_load_is_refused(start_agent, keys, tmp_
     assert health(agent)["status"] == "empty"
 
 
-def test_oversized_push_is_413(start_agent, make_bundle, monkeypatch):
-    from edgetune.agent import server
-
-    monkeypatch.setattr(server, "MAX_BUNDLE_BYTES", 1000)
-    agent = start_agent()
+def test_oversized_push_is_413(start_agent, make_bundle):
+    agent = start_agent(limits=AgentLimits(max_bundle_bytes=1000))
 
     assert put(agent, make_bundle()).status_code == 413
     assert health(agent)["status"] == "empty"
@@ -155,6 +166,7 @@ def test_same_version_with_other_contents_is_409(start_agent, make_bundle):
     answer = put(agent, make_bundle("1.0.0", disagree=True))
 
     assert answer.status_code == 409 and "new version" in answer.json()["detail"]
+    assert health(agent)["version"] == "1.0.0"
 
 
 def test_only_current_and_previous_are_kept(start_agent, make_bundle):
@@ -165,7 +177,7 @@ def test_only_current_and_previous_are_kept(start_agent, make_bundle):
     assert sorted(p.name for p in (agent.state_dir / "versions").iterdir()) == ["2", "3"]
 
 
-def test_state_survives_an_agent_restart(tmp_path, keys, make_bundle):
+def test_state_survives_an_agent_restart(tmp_path, keys, make_bundle, model_file):
     first = support.ThreadedAgent(tmp_path / "state", keys.public)
     put(first, make_bundle("1.0.0"))
     put(first, make_bundle("2.0.0"))
@@ -175,7 +187,8 @@ def test_state_survives_an_agent_restart(tmp_path, keys, make_bundle):
     try:
         h = health(second)
         assert (h["status"], h["version"], h["previous"]) == ("ok", "2.0.0", "1.0.0")
-        assert httpx.post(f"{second.url}/rollback", headers=auth()).json()["version"] == "1.0.0"
+        sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
+        assert rollback(second, keys, "1.0.0", sha).json()["version"] == "1.0.0"
     finally:
         second.stop()
 
@@ -183,6 +196,7 @@ def test_state_survives_an_agent_restart(tmp_path, keys, make_bundle):
 def test_cli_agent_installs_and_restores_after_restart(tmp_path, keys, make_bundle):
     token_file = tmp_path / "token"
     token_file.write_text(support.TOKEN + "\n")
+    token_file.chmod(0o600)
     state = tmp_path / "state"
     proc, url = support.start_cli_agent(state, keys.public, token_file)
     try:
@@ -232,10 +246,12 @@ def test_agent_serves_without_importing_tensorflow(tmp_path, keys, make_bundle, 
 import sys
 from fastapi.testclient import TestClient
 from edgetune.agent.server import create_app
-client = TestClient(create_app({str(tmp_path / "state")!r}, {str(keys.public)!r}, "t"))
+app = create_app({str(tmp_path / "state")!r}, {str(keys.public)!r}, "t")
+client = TestClient(app, base_url="http://127.0.0.1")
 assert client.get("/health").json()["status"] == "ok"
 with open({str(tmp_path / "image.png")!r}, "rb") as f:
-    assert client.post("/predict", content=f.read()).json()["index"] == {int(smoke_set[1][0])}
+    answer = client.post("/predict", content=f.read(), headers={{"Content-Type": "image/png"}})
+    assert answer.json()["index"] == {int(smoke_set[1][0])}
 assert "tensorflow" not in sys.modules, "tensorflow was imported"
 """
     result = subprocess.run(

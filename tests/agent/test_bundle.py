@@ -72,7 +72,7 @@ def drop_samples(parts):
     ("tamper", "reason"),
     [
         (flip_model_byte, "model.tflite: sha256 does not match"),
-        (edit_manifest, "manifest.sig does not verify"),
+        (edit_manifest, "manifest.json: signature does not verify"),
         (add_file, "not listed in the manifest: notes.txt"),
         (drop_samples, "missing: samples.npz"),
     ],
@@ -170,7 +170,10 @@ def sign_manifest_changed(keys, make_bundle, change):
     ("change", "reason"),
     [
         (lambda m: m.update(version="1.0.0\n"), "field 'version'='1.0.0\\\\n'; must match pattern"),
-        (lambda m: m.update(rollback_to="0.1"), "unknown field 'rollback_to'; accepted: version"),
+        (
+            lambda m: m.update(rollback_to="0.1"),
+            "unknown field 'rollback_to'; accepted: version, sequence",
+        ),
         (lambda m: m.update(smoke_min_agreement=1.5), "field 'smoke_min_agreement'=1.5"),
         (lambda m: m["files"]["model.tflite"].update(bytes="12"), "files.model.tflite.bytes"),
         (lambda m: m["files"].pop("samples.npz"), "must list model.tflite, samples.npz"),

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,6 +27,8 @@ from PIL import Image
 
 import edgetune  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow is imported
 from edgetune import bundle, signing
+from edgetune.agent.limits import AgentLimits
+from edgetune.manifest import sign_rollback_order
 from edgetune.preprocessing import PreprocessSpec
 
 TOKEN = "test-token-0123456789"
@@ -101,17 +104,29 @@ def free_port() -> int:
 class ThreadedAgent:
     """A real agent (the FastAPI app under uvicorn) on a loopback port, in a thread."""
 
-    def __init__(self, state_dir: Path, trusted_key: Path, token: str = TOKEN) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        trusted_key: Path,
+        token: str = TOKEN,
+        limits: AgentLimits | None = None,
+        **app_options: Any,
+    ) -> None:
+        """Runs `create_app(...)` with the agent's real uvicorn settings (`uvicorn_config`)."""
         import uvicorn
 
+        from edgetune.agent.runner import uvicorn_config
         from edgetune.agent.server import create_app
 
+        limits = limits or AgentLimits()
         self.state_dir = state_dir
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(state_dir, trusted_key, token), log_level="warning")
-        self._server = uvicorn.Server(config)
+        tls = {k: app_options.pop(k) for k in ("tls_cert", "tls_key") if k in app_options}
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._sock.getsockname()[1]}"
+        app = create_app(state_dir, trusted_key, token, limits=limits, **app_options)
+        self._server = uvicorn.Server(uvicorn_config(app, limits, log_level="warning", **tls))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
@@ -129,31 +144,41 @@ class ThreadedAgent:
 
 
 def start_cli_agent(
-    state_dir: Path, trusted_key: Path, token_file: Path, *extra: str
+    state_dir: Path,
+    trusted_key: Path,
+    token_file: Path,
+    *extra: str,
+    preexec_fn: Callable[[], None] | None = None,
+    stderr: Any = subprocess.PIPE,
+    scheme: str = "http",
+    verify: Any = True,
 ) -> tuple[subprocess.Popen, str]:
     """`python -m edgetune.cli agent serve ...` as a subprocess; returns it and its URL once up.
 
     The listening socket is bound here and inherited (`--fd`), so the port cannot be lost.
+    `preexec_fn` runs in the child before the agent starts (e.g. resource limits).
     """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
         cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--fd", str(sock.fileno()),
                "--state-dir", str(state_dir), "--trusted-key", str(trusted_key),
                "--token-file", str(token_file), *extra]  # fmt: skip
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(sock.fileno(),)
-        )
+            cmd, stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(sock.fileno(),),
+            preexec_fn=preexec_fn,
+        )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            httpx.get(f"{url}/health", timeout=1)
+            httpx.get(f"{url}/health", timeout=1, verify=verify)
             return proc, url
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"CLI agent did not start: {proc.communicate()[1].decode()[-2000:]}")
+    err = proc.communicate()[1]
+    raise RuntimeError(f"CLI agent did not start: {(err or b'').decode()[-2000:]}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +215,13 @@ def make_bundle(
 ) -> Callable[..., Path]:
     """make_bundle(version, disagree=False, key=None) -> a signed bundle file."""
 
-    def make(version: str = "1.0.0", *, disagree: bool = False, key: Path | None = None) -> Path:
+    def make(
+        version: str = "1.0.0",
+        *,
+        disagree: bool = False,
+        key: Path | None = None,
+        sequence: int | None = None,
+    ) -> Path:
         pixels, expected = smoke_set
         if disagree:  # what a model broken on the device would look like
             expected = (expected + 1) % len(SPEC.labels)
@@ -205,6 +236,7 @@ def make_bundle(
             mlflow_run_id="run-123",
             data_fingerprint="fp-abc",
             private_key=key or keys.private,
+            sequence=sequence,
         )
 
     return make
@@ -215,8 +247,8 @@ def start_agent(tmp_path: Path, keys: Keys) -> Iterator[Callable[..., ThreadedAg
     """start_agent(name) -> a running agent with its own state folder; stopped at teardown."""
     agents: list[ThreadedAgent] = []
 
-    def start(name: str = "agent", token: str = TOKEN) -> ThreadedAgent:
-        agent = ThreadedAgent(tmp_path / name, keys.public, token)
+    def start(name: str = "agent", token: str = TOKEN, **options: Any) -> ThreadedAgent:
+        agent = ThreadedAgent(tmp_path / name, keys.public, token, **options)
         agents.append(agent)
         return agent
 
@@ -228,6 +260,19 @@ def start_agent(tmp_path: Path, keys: Keys) -> Iterator[Callable[..., ThreadedAg
 def auth(token: str = TOKEN) -> dict[str, str]:
     """The push header; no header at all for an empty token."""
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def rollback_order(
+    keys: Keys, version: str, model_sha256: str, sequence: int | None = None
+) -> bytes:
+    """The body of a signed POST /rollback returning to `version`."""
+    return sign_rollback_order(
+        signing.load_private_key(keys.private), version, model_sha256, sequence
+    )
+
+
+def png_headers() -> dict[str, str]:
+    return {"Content-Type": "image/png"}
 
 
 def env_without_token() -> dict[str, str]:
