@@ -84,13 +84,17 @@ class LoadedModel:
         with self._lock:
             return litert.run_one(self._interpreter, x)
 
-    def predict(self, image_bytes: bytes) -> dict[str, Any]:
+    def predict(
+        self, image_bytes: bytes, max_pixels: int = preprocessing.DEFAULT_MAX_PIXELS
+    ) -> dict[str, Any]:
         """Decodes an encoded image and classifies it.
 
         Raises:
             ImageDecodeError: the bytes are not an accepted image (message says why).
         """
-        pixels = preprocessing.image_bytes_to_pixels(image_bytes, self.spec, source="request body")
+        pixels = preprocessing.image_bytes_to_pixels(
+            image_bytes, self.spec, source="request body", max_pixels=max_pixels
+        )
         scores = self.scores(pixels)
         index = int(np.argmax(scores))
         return {

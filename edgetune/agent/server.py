@@ -124,13 +124,13 @@ def create_app(
             data = await _read_body(request, limits.max_image_bytes, limits.body_timeout_s)
             try:
                 check_image_size(data, limits.max_pixels)
-                return await run_in_threadpool(agent.predict, data)
+                return await run_in_threadpool(agent.predict, data, limits.max_pixels)
             except ImageTooLarge as e:
                 raise HTTPException(413, str(e)) from None
             except NoModel as e:
                 raise HTTPException(503, str(e)) from None
             except ImageDecodeError as e:
-                raise HTTPException(400, str(e)) from None
+                raise HTTPException(413 if e.kind == "too many pixels" else 400, str(e)) from None
 
     return app
 

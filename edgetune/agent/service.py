@@ -206,8 +206,8 @@ class Agent:
             "error": None,
         }
 
-    def predict(self, image_bytes: bytes) -> dict[str, Any]:
-        """Classifies an encoded image with the served model.
+    def predict(self, image_bytes: bytes, max_pixels: int) -> dict[str, Any]:
+        """Classifies an encoded image with the served model (refusing more than `max_pixels`).
 
         Raises:
             NoModel: nothing is installed.
@@ -216,7 +216,7 @@ class Agent:
         served = self._served
         if served is None:
             raise NoModel("no model installed; push a bundle first")
-        return served.model.predict(image_bytes)
+        return served.model.predict(image_bytes, max_pixels)
 
     def _check_precondition(self, if_match: str | None) -> None:
         if if_match is not None and if_match.strip() != self.etag:
