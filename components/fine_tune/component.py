@@ -14,13 +14,13 @@ def fine_tune(
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
-    head_epochs: int = 8,
-    unfreeze_epochs: int = 10,
+    head_epochs: int = 4,
+    unfreeze_epochs: int = 4,
     unfreeze_top_layers: int = 0,
     head_learning_rate: float = 1e-3,
     unfreeze_learning_rate: float = 3e-4,
     batch_size: int = 32,
-    patience: int = 4,
+    patience: int = 3,
     seed: int = 0,
 ):
     """Trains the float classifier; writes model.h5 (flat Functional graph) and its report."""

@@ -15,7 +15,7 @@ def prune(
     tracking_uri: str = "",
     experiment: str = "edgetune",
     target_sparsity: float = 0.5,
-    epochs: int = 4,
+    epochs: int = 3,
     learning_rate: float = 1e-4,
     batch_size: int = 32,
     seed: int = 0,

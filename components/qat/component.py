@@ -14,7 +14,7 @@ def qat(
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
-    epochs: int = 3,
+    epochs: int = 2,
     learning_rate: float = 5e-5,
     batch_size: int = 32,
     preserve_sparsity: bool = True,

@@ -16,7 +16,7 @@ def select_model(
     devices_file: str = "",
     zoo_file: str = "",
     model_id: str = "",
-    domain: str = "",
+    domain: str = "handwritten-digits",
     allow_download: bool = False,
 ) -> str:
     """Chooses the backbone; writes selection.json (chosen entry, device, every verdict)."""

@@ -79,3 +79,21 @@ def test_compile_writes_atomically_and_keeps_old_file_on_failure(
         compile_pipeline(out)
     assert out.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["edgetune.yaml"]
+
+
+def test_a_component_default_fed_by_a_run_parameter_is_the_declared_default(spec: dict) -> None:
+    """A wrapper's own default never tells a different story from the run parameter feeding it."""
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    checked = 0
+    for task in _tasks(spec).values():
+        inputs = spec["components"][task["componentRef"]["name"]].get("inputDefinitions", {})
+        defaults = inputs.get("parameters", {})
+        for name, source in task.get("inputs", {}).get("parameters", {}).items():
+            run_parameter = source.get("componentInputParameter", "")
+            run_parameter = run_parameter.removeprefix("pipelinechannel--")
+            if run_parameter in declared and "defaultValue" in defaults.get(name, {}):
+                assert defaults[name]["defaultValue"] == declared[run_parameter].get(
+                    "defaultValue"
+                ), f"{task['taskInfo']['name']}.{name} vs run parameter {run_parameter}"
+                checked += 1
+    assert checked >= 30  # the walk reaches the components inside the exit handler
