@@ -7,6 +7,10 @@ A fleet file is YAML::
         url: http://10.0.0.21:8470
         token_ref: env:SHELF_CAM_01_TOKEN     # or file:tokens/shelf-cam-01 (relative to this file)
         tags: [store-12, camera]
+      - name: gate-01
+        url: https://10.0.0.22:8470
+        token_ref: file:tokens/gate-01
+        ca_file: certs/fleet-ca.pem           # verifies the agent's TLS certificate
 
 Tokens are referenced, never written in the file, so the inventory can live in git.
 """
@@ -36,12 +40,28 @@ class FleetDevice:
         url: the agent's base URL (http or https, no trailing slash).
         token_ref: `env:VAR` or `file:/absolute/path` (relative paths are resolved on load).
         tags: free labels to group devices by.
+        ca_file: PEM certificate(s) the agent's TLS certificate must chain to (https only;
+            relative to the fleet file); default: the system's trusted CAs.
     """
 
     name: Annotated[StrictStr, Field(min_length=1)]
     url: StrictStr
     token_ref: StrictStr
     tags: tuple[StrictStr, ...] = ()
+    ca_file: StrictStr | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, ca_file: str | None, info: ValidationInfo) -> str | None:
+        if ca_file is None:
+            return None
+        base = Path(info.context["base"]) if info.context and "base" in info.context else Path()
+        path = (base / ca_file.strip()).resolve()
+        if not path.is_file():
+            raise ValueError(f"no such file {path}; expected a PEM CA certificate")
+        if not info.data.get("url", "").startswith("https://"):
+            raise ValueError("a CA file needs an https:// url")
+        return str(path)
 
     @field_validator("name")
     @classmethod

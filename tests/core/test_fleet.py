@@ -86,3 +86,21 @@ def test_unresolvable_tokens_say_which_device_and_source(tmp_path, monkeypatch):
         resolve_token(FleetDevice("a", "http://h", "env:NOPE"))
     with pytest.raises(EdgetuneError, match=f"device b: cannot read token file {tmp_path}/gone"):
         resolve_token(FleetDevice("b", "http://h", f"file:{tmp_path}/gone"))
+
+
+def test_ca_file_is_resolved_beside_the_fleet_file_and_must_exist(tmp_path):
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    path = write_fleet(tmp_path, """
+        devices:
+          - {name: gate, url: "https://10.0.0.2:8470", token_ref: "env:T", ca_file: ca.pem}
+    """)  # fmt: skip
+
+    assert load_fleet(path)[0].ca_file == str(tmp_path / "ca.pem")
+
+    for url, ca, message in [
+        ("https://h", "missing.pem", "field 'ca_file'='missing.pem'; no such file"),
+        ("http://h", "ca.pem", "a CA file needs an https:// url"),
+    ]:
+        path.write_text(f"devices: [{{name: g, url: '{url}', token_ref: 'env:T', ca_file: {ca}}}]")
+        with pytest.raises(EdgetuneError, match=message):
+            load_fleet(path)
