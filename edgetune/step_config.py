@@ -85,12 +85,15 @@ def explain(
 
 
 def _field(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel], FieldInfo | None]:
-    """The model that owns the last name in `loc`, and that field (None if unknown)."""
+    """The model that owns the last name in `loc`, and that field (None if unknown); inside a
+    dict or list field, that field itself."""
     owner: type[BaseModel] = model
     for name in loc[:-1]:
         inner = owner.model_fields.get(name)
-        if inner is None or not _is_model(inner.annotation):
+        if inner is None:
             break
+        if not _is_model(inner.annotation):
+            return owner, inner
         owner = inner.annotation
     return owner, owner.model_fields.get(loc[-1])
 
@@ -103,8 +106,11 @@ def kind(annotation: Any) -> str:
     """The type's name as a user reads it: int, float, bool, str, dict."""
     if _is_model(annotation):
         return "dict"
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
         return " | ".join(kind(a) for a in typing.get_args(annotation))
+    if origin is not None:  # dict[str, str] is a dict to a user and to KFP
+        return kind(origin)
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -129,7 +135,14 @@ def value_range(info: FieldInfo) -> str:
     return ""
 
 
-_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "dict": "a mapping",
+    "list": "a list",
+}
 
 
 def accepted(info: FieldInfo | None) -> str:
@@ -139,9 +152,18 @@ def accepted(info: FieldInfo | None) -> str:
     if _is_model(info.annotation):
         return f"a mapping with fields {', '.join(info.annotation.model_fields)}"
     words = _WORDS.get(kind(info.annotation), kind(info.annotation))
+    if typing.get_origin(info.annotation) in (dict, list):
+        words = f"{words} ({_plain(info.annotation)})"
     if any(getattr(rule, "min_length", 0) for rule in info.metadata):
         words = f"a non-empty {words.removeprefix('a ')}"
     bounds = value_range(info)
     if not bounds:
         return words
     return f"{words} {'in ' if bounds[0] in '[(' else ''}{bounds}"
+
+
+def _plain(annotation: Any) -> str:
+    """`dict[str, str]`, without module prefixes."""
+    args = typing.get_args(annotation)
+    name = getattr(typing.get_origin(annotation) or annotation, "__name__", str(annotation))
+    return f"{name}[{', '.join(_plain(a) for a in args)}]" if args else name

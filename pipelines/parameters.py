@@ -7,11 +7,17 @@ the field(s) it feeds, explicitly: `prune_epochs` → `PruneConfig.epochs`, and 
 as `seed` feeds several steps. From this the DAG signature takes its defaults, presets and
 `--set` values are coerced and checked, `edgetune params` prints the table, and the README's
 table is generated; tests fail when any of them disagrees.
+
+To add a run parameter: a `Field(default, ge=/gt=/le=/lt=, description=...)` on the step's
+config model in its core (or on RunSettings); one line in SOURCES; `name: type = D.name` in the
+DAG signature, passed to the task; then paste `edgetune params --format markdown` into the
+README. A field a run should not set goes into FIXED instead.
 """
 
 from __future__ import annotations
 
 import types
+import typing
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, ClassVar
@@ -147,7 +153,9 @@ class Parameter:
     def annotation(self) -> type:
         """The type the DAG declares: a nested model travels as a dict."""
         ann = self.field.annotation
-        return dict if isinstance(ann, type) and issubclass(ann, BaseModel) else ann
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return dict
+        return typing.get_origin(ann) or ann  # KFP takes dict and list, not dict[str, str]
 
     @property
     def required(self) -> bool:
