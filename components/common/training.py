@@ -24,10 +24,43 @@ def load_spec(data_dir: str | os.PathLike) -> PreprocessSpec:
 
 
 def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The split's model-ready float input and integer labels."""
+    """The split's model-ready float input and integer labels, in memory.
+
+    Reads the `.npz` arrays, or, for a data set preprocess streamed into shards, the shards.
+    """
     spec = load_spec(data_dir)
-    with np.load(files.split_file(data_dir, split)) as npz:
+    path = files.split_file(data_dir, split)
+    if not path.exists():
+        from edgetune.components.preprocess import shards
+
+        if shards.shard_paths(data_dir, split):
+            x, y = shards.read_split(data_dir, split, spec)
+            return normalize(x, spec), y
+    with np.load(path) as npz:
         return normalize(npz["x"], spec), npz["y"].astype(np.int32)
+
+
+def split_dataset(
+    data_dir: str | os.PathLike, split: str, batch_size: int, *, shuffle: bool, seed: int = 0
+) -> tuple[Any, int]:
+    """A split as batches of model-ready input for `model.fit`, and its examples per epoch.
+
+    Small data sets come from the in-memory arrays (the fast path); a data set preprocess
+    streamed into shards is read through tf.data, shuffled across shards, with the training
+    split's augmentation applied on the fly: memory stays flat whatever the data set's size.
+    """
+    if files.split_file(data_dir, split).exists():
+        x, y = load_split(data_dir, split)
+        return dataset(x, y, batch_size, shuffle=shuffle, seed=seed), len(y)
+    from edgetune.components.preprocess import shards
+    from edgetune.components.preprocess.core import AugmentPolicy
+
+    doc = files.read_json(Path(data_dir) / files.PREPROCESSING_SPEC)
+    policy = AugmentPolicy.from_dict(doc.get("augment")) if split == "train" else None
+    ds = shards.stream(
+        data_dir, split, load_spec(data_dir), batch_size, shuffle=shuffle, seed=seed, policy=policy
+    )
+    return ds, int(doc["counts"][split])
 
 
 def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:

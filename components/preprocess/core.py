@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,12 +28,17 @@ from PIL import Image
 from pydantic import Field
 
 from edgetune import files
+from edgetune.components.preprocess.augment import augment
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
 from edgetune.step_config import StepConfig
 
 SPLITS = ("train", "val", "test")
-_BATCH = 256
+_BATCH = 256  # images decoded at a time (ingest's row group)
+_DECODE_WORKERS = 4
+# Above this many bytes of decoded uint8 arrays (copies included), preprocess writes shards
+# that training streams, instead of .npz arrays it loads whole.
+DEFAULT_IN_MEMORY_BYTES = 2 * 2**30
 _PREVIEW_ROWS = 10
 _PREVIEW_COPIES = 5
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip file can record
@@ -98,6 +104,7 @@ class PreprocessReport:
     seed: int
     shapes: dict[str, list[int]]
     labels: tuple[str, ...]
+    storage: str = "npz"  # or "tfrecord": shards streamed by the training reader
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,12 +120,18 @@ def preprocess(
     policy: AugmentPolicy,
     seed: int = 0,
     progress: Progress | None = None,
+    max_in_memory_bytes: int = DEFAULT_IN_MEMORY_BYTES,
 ) -> PreprocessReport:
-    """Writes `train.npz`, `val.npz`, `test.npz`, the spec JSON and an augmentation preview.
+    """Writes the model-sized splits, the spec JSON and an augmentation preview.
 
-    Each `.npz` holds `x` uint8 (N, height, width, channels), `y` int32 (index into
-    `spec.labels`) and `augmented` bool. Train holds the originals and `policy.copies`
-    augmented copies of each, shuffled with `seed`; val and test are never augmented.
+    Small data (all arrays, copies included, within `max_in_memory_bytes`) is written as
+    `train.npz`, `val.npz`, `test.npz`: `x` uint8 (N, height, width, channels), `y` int32
+    (index into `spec.labels`) and `augmented` bool. Train holds the originals and
+    `policy.copies` augmented copies of each, shuffled with `seed`.
+
+    Larger data streams: images are decoded a row group at a time into TFRecord shards
+    (`shards.py`), and the training reader augments on the fly; memory does not grow with
+    the data set. Val and test are never augmented.
 
     Args:
         dataset_dir: the folder ingest wrote (`dataset.parquet`).
@@ -128,26 +141,64 @@ def preprocess(
         policy: how training images are augmented.
         seed: the same seed gives byte-identical outputs.
         progress: called as `progress(done, total)` while images are decoded.
+        max_in_memory_bytes: the largest decoded size kept in memory as `.npz` arrays.
 
     Returns:
-        The report: counts and shapes per split, the policy and the seed.
+        The report: counts and shapes per split, the policy, the seed and the storage.
 
     Raises:
         EdgetuneError: the dataset is missing or its classes differ from `spec.labels`.
     """
-    table = _read_dataset(Path(dataset_dir), spec)
-    pixels = _decode(table, spec, progress)
-    arrays = {s: _split_arrays(table, pixels, s) for s in SPLITS}
+    path, meta = _read_dataset(Path(dataset_dir), spec)
+    n_train = int(np.sum(meta["split"] == "train"))
+    decoded_bytes = spec.height * spec.width * spec.channels
+    decoded_bytes *= len(meta["split"]) + n_train * policy.copies
+    out = Path(out_dir)
+    batches = decode_batches(path, spec, progress)
+    if decoded_bytes <= max_in_memory_bytes:
+        report = _in_memory(batches, meta, out, spec, policy, seed)
+    else:
+        from edgetune.components.preprocess import shards
+
+        written = shards.write_shards(batches, meta["split"], out, policy, seed)
+        report = PreprocessReport(
+            counts=written.counts,
+            n_train_original=n_train,
+            policy=policy.to_dict(),
+            seed=seed,
+            shapes={
+                s: [n, spec.height, spec.width, spec.channels] for s, n in written.counts.items()
+            },
+            labels=spec.labels,
+            storage="tfrecord",
+        )
+        _write_preview(out, *written.preview, policy, seed)
+    spec_doc = {**spec.to_dict(), "augment": policy.to_dict(), "seed": seed}
+    spec_doc |= {"storage": report.storage, "counts": report.counts}
+    files.write_json(out / files.PREPROCESSING_SPEC, spec_doc)
+    return report
+
+
+def _in_memory(
+    batches: Iterator[tuple[np.ndarray, np.ndarray]],
+    meta: dict[str, np.ndarray],
+    out: Path,
+    spec: PreprocessSpec,
+    policy: AugmentPolicy,
+    seed: int,
+) -> PreprocessReport:
+    pixels = np.empty((len(meta["split"]), spec.height, spec.width, spec.channels), np.uint8)
+    start = 0
+    for x, _ in batches:
+        pixels[start : start + len(x)] = x
+        start += len(x)
+    arrays = {s: _split_arrays(meta, pixels, s) for s in SPLITS}
     originals, labels, _ = arrays["train"]
     copies = augment(originals, policy, seed)
     arrays["train"] = _mix_copies(originals, labels, copies, policy.copies, seed)
-    out = Path(out_dir)
     for split, (x, y, augmented) in arrays.items():
         _write_npz(files.split_file(out, split), x, y, augmented)
-    with files.atomic_path(out / files.AUGMENT_PREVIEW) as tmp:
-        render_preview(originals, labels, copies, policy.copies).save(tmp, format="PNG")
-    spec_doc = {**spec.to_dict(), "augment": policy.to_dict(), "seed": seed}
-    files.write_json(out / files.PREPROCESSING_SPEC, spec_doc)
+    _write_preview(out, originals, labels, policy, seed, copies)
     return PreprocessReport(
         counts={s: len(arrays[s][0]) for s in SPLITS},
         n_train_original=len(originals),
@@ -158,11 +209,26 @@ def preprocess(
     )
 
 
-def _read_dataset(dataset_dir: Path, spec: PreprocessSpec) -> Any:
+def _write_preview(
+    out: Path,
+    originals: np.ndarray,
+    labels: np.ndarray,
+    policy: AugmentPolicy,
+    seed: int,
+    copies: np.ndarray | None = None,
+) -> None:
+    if copies is None:
+        copies = augment(originals, policy, seed)
+    with files.atomic_path(out / files.AUGMENT_PREVIEW) as tmp:
+        render_preview(originals, labels, copies, policy.copies).save(tmp, format="PNG")
+
+
+def _read_dataset(dataset_dir: Path, spec: PreprocessSpec) -> tuple[Path, dict[str, np.ndarray]]:
+    """The dataset's path and its small columns (`label_index`, `split`), classes checked."""
     path = dataset_dir / files.DATASET_PARQUET
     if not path.is_file():
         raise EdgetuneError(f"{path}: not found; preprocess reads the dataset ingest writes")
-    table = pq.read_table(path, columns=["path", "label", "label_index", "split", "image"])
+    table = pq.read_table(path, columns=["label", "label_index", "split"])
     indices, names = table.column("label_index").to_pylist(), table.column("label").to_pylist()
     classes = [label for _, label in sorted(set(zip(indices, names, strict=True)))]
     if tuple(classes) != spec.labels:
@@ -170,24 +236,41 @@ def _read_dataset(dataset_dir: Path, spec: PreprocessSpec) -> Any:
             f"preprocessing spec labels {list(spec.labels)} differ from the classes of {path} "
             f"{classes}; build the spec from the dataset's classes, in this order"
         )
-    return table
+    meta = {
+        "label_index": np.asarray(indices, dtype=np.int32),
+        "split": np.asarray(table.column("split").to_pylist(), dtype=object),
+    }
+    return path, meta
 
 
-def _decode(table: Any, spec: PreprocessSpec, progress: Progress | None) -> np.ndarray:
-    pixels = np.empty((table.num_rows, spec.height, spec.width, spec.channels), np.uint8)
-    rows = zip(table.column("path").to_pylist(), table.column("image").to_pylist(), strict=True)
-    for i, (path, data) in enumerate(rows):
-        pixels[i] = image_bytes_to_pixels(data, spec, source=path)
-        if progress is not None:
-            progress(i + 1, table.num_rows)
-    return pixels
+def decode_batches(
+    path: Path, spec: PreprocessSpec, progress: Progress | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields `(pixels, label_index)` a row group at a time, in the dataset's order.
+
+    Decoding runs on a few threads: Pillow releases the GIL while it inflates and resizes.
+    """
+    total, done = pq.ParquetFile(path).metadata.num_rows, 0
+    columns = ["path", "label_index", "image"]
+    with ThreadPoolExecutor(_DECODE_WORKERS) as pool:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH, columns=columns):
+            names, images = batch.column("path").to_pylist(), batch.column("image")
+
+            def decode(i: int, names: list = names, images: Any = images) -> np.ndarray:
+                return image_bytes_to_pixels(images[i].as_py(), spec, source=names[i])
+
+            pixels = np.stack(list(pool.map(decode, range(len(names)))))
+            done += len(names)
+            if progress is not None:
+                progress(done, total)
+            yield pixels, batch.column("label_index").to_numpy().astype(np.int32)
 
 
 def _split_arrays(
-    table: Any, pixels: np.ndarray, split: str
+    meta: dict[str, np.ndarray], pixels: np.ndarray, split: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mask = np.asarray(table.column("split").to_pylist()) == split
-    y = np.asarray(table.column("label_index").to_numpy(), dtype=np.int32)[mask]
+    mask = meta["split"] == split
+    y = meta["label_index"][mask]
     return pixels[mask], y, np.zeros(len(y), dtype=bool)
 
 
@@ -210,96 +293,6 @@ def _write_npz(path: Path, x: np.ndarray, y: np.ndarray, augmented: np.ndarray) 
             info.compress_type = zipfile.ZIP_DEFLATED
             with zf.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-
-
-def augment(images: np.ndarray, policy: AugmentPolicy, seed: int) -> np.ndarray:
-    """Returns `policy.copies` augmented copies of each image, image-major.
-
-    Args:
-        images: uint8 (N, H, W, C).
-        policy: the ranges of the random transforms.
-        seed: the stateless seed; equal seeds give byte-identical copies.
-
-    Returns:
-        uint8 (N * copies, H, W, C); copies of image i are rows i*copies .. i*copies+copies-1.
-    """
-    n_out = len(images) * policy.copies
-    if n_out == 0:
-        return np.zeros((0, *images.shape[1:]), np.uint8)
-    import tensorflow as tf  # heavy: imported only when there is work to do
-
-    height, width = images.shape[1:3]
-    sources = np.repeat(images, policy.copies, axis=0)
-    # One draw for every copy, fixed by the seed alone: no hidden RNG state, no thread order.
-    draws = tf.random.stateless_uniform([n_out, 8], seed=[seed, 0], minval=-1.0, maxval=1.0)
-    params = _augment_params(tf, draws, policy, height, width)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((sources, params))
-        .batch(_BATCH)
-        .map(
-            lambda x, p: _apply(tf, x, p, height, width),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    )
-    return np.concatenate([batch.numpy() for batch in dataset])
-
-
-def _augment_params(tf: Any, u: Any, policy: AugmentPolicy, height: int, width: int) -> Any:
-    """Turns uniform draws in [-1, 1) into per-copy warp and colour parameters."""
-
-    def flip(draw: Any, enabled: bool) -> Any:
-        return tf.where(draw < 0, -1.0, 1.0) if enabled else tf.ones_like(draw)
-
-    return tf.stack(
-        [
-            u[:, 0] * math.radians(policy.rotate_degrees),
-            1.0 + u[:, 1] * policy.zoom,
-            u[:, 2] * policy.translate * width,
-            u[:, 3] * policy.translate * height,
-            flip(u[:, 4], policy.flip_horizontal),
-            flip(u[:, 5], policy.flip_vertical),
-            u[:, 6] * policy.brightness * 255.0,
-            1.0 + u[:, 7] * policy.contrast,
-        ],
-        axis=1,
-    )
-
-
-def _apply(tf: Any, images: Any, params: Any, height: int, width: int) -> Any:
-    warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(images, tf.float32),
-        transforms=_inverse_warps(tf, params, height, width),
-        output_shape=[height, width],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
-    # Colour after the warp, so the uncovered border shifts with the rest of the background.
-    # Rounding first makes the mean a sum of whole numbers: exact in float64 in any order, so
-    # the bytes do not depend on how many threads the reduction used.
-    x = tf.round(warped)
-    mean = tf.cast(tf.reduce_mean(tf.cast(x, tf.float64), axis=[1, 2], keepdims=True), tf.float32)
-    contrast, brightness = params[:, 7, None, None, None], params[:, 6, None, None, None]
-    x = (x - mean) * contrast + mean + brightness
-    return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
-
-
-def _inverse_warps(tf: Any, params: Any, height: int, width: int) -> Any:
-    """Rows [a0 a1 a2 b0 b1 b2 0 0] mapping each output pixel back to where it is sampled.
-
-    The forward warp about the centre c is `out = c + t + R(angle) S(scale * flip) (in - c)`;
-    the op wants its inverse, `in = c + S^-1 R(-angle) (out - c - t)`.
-    """
-    angle, scale, tx, ty, fx, fy = (params[:, i] for i in range(6))
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    a0, a1 = cos / (scale * fx), sin / (scale * fx)
-    b0, b1 = -sin / (scale * fy), cos / (scale * fy)
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    ox, oy = cx + tx, cy + ty
-    zeros = tf.zeros_like(angle)
-    rows = [a0, a1, cx - a0 * ox - a1 * oy, b0, b1, cy - b0 * ox - b1 * oy, zeros, zeros]
-    return tf.stack(rows, axis=1)
 
 
 def render_preview(
