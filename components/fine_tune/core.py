@@ -115,9 +115,10 @@ def fine_tune(
             f"but {entry.id} takes {entry.input_shape}; preprocess for the chosen model"
         )
     training.set_seed(config.seed)
-    x_train, y_train = training.load_split(data_dir, "train")
+    train, _ = training.split_dataset(
+        data_dir, "train", config.batch_size, shuffle=True, seed=config.seed
+    )
     x_val, y_val = training.load_split(data_dir, "val")
-    train = training.dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
     val = training.dataset(x_val, y_val, config.batch_size, shuffle=False)
 
     backbone = build_backbone(entry, pretrained=pretrained)

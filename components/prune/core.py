@@ -80,9 +80,11 @@ def prune(
     import tensorflow_model_optimization as tfmot
 
     training.set_seed(config.seed)
-    x_train, y_train = training.load_split(data_dir, "train")
+    train, n_train = training.split_dataset(
+        data_dir, "train", config.batch_size, shuffle=True, seed=config.seed
+    )
     x_val, y_val = training.load_split(data_dir, "val")
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
     ramp_steps = steps_per_epoch * max(1, config.epochs - 1)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0,
@@ -100,7 +102,7 @@ def prune(
         *training.epoch_callback("prune", on_epoch),
     ]
     history = pruned.fit(
-        training.dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed),
+        train,
         validation_data=training.dataset(x_val, y_val, config.batch_size, shuffle=False),
         epochs=config.epochs,
         callbacks=callbacks,

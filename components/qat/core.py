@@ -63,7 +63,9 @@ def quantize_aware_train(
         the validation accuracy.
     """
     training.set_seed(config.seed)
-    x_train, y_train = training.load_split(data_dir, "train")
+    train, _ = training.split_dataset(
+        data_dir, "train", config.batch_size, shuffle=True, seed=config.seed
+    )
     x_val, y_val = training.load_split(data_dir, "val")
     before = sparsity(model)
     training.train_all_but_batchnorm(model)
@@ -72,7 +74,7 @@ def quantize_aware_train(
     history = None
     if config.epochs:
         history = qat.fit(
-            training.dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed),
+            train,
             validation_data=training.dataset(x_val, y_val, config.batch_size, shuffle=False),
             epochs=config.epochs,
             callbacks=training.epoch_callback("qat", on_epoch),
