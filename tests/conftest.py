@@ -6,7 +6,14 @@ from pathlib import Path
 # tests/ is not a package (pytest runs with --import-mode=importlib); make `support` importable.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.agents import keys, make_bundle, model_file, smoke_set, start_agent  # noqa: E402, F401
+from support.agents import (  # noqa: E402, F401
+    keys,
+    make_bundle,
+    model_file,
+    other_model_file,
+    smoke_set,
+    start_agent,
+)
 from support.models import (  # noqa: E402, F401
     convert_run,
     float_run,

@@ -441,42 +441,11 @@ def test_weak_token_files_are_refused_in_one_line(tmp_path, keys, capsys, mode, 
 # --------------------------------------------------------------------------------- TLS
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgetune agent")])
-    now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = directory / "agent.crt", directory / "agent.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                         serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def test_tls_agent_serves_https_verified_against_its_certificate(tmp_path, keys, token_file,
                                                                 make_bundle):  # fmt: skip
     import ssl
 
-    cert, key = self_signed(tmp_path)
+    cert, key = support.self_signed_cert(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     proc, url = support.start_cli_agent(tmp_path / "state", keys.public, token_file,
                                         "--tls-cert", str(cert), "--tls-key", str(key),

@@ -39,12 +39,15 @@ N_SAMPLES = 6
 
 
 @functools.cache
-def tiny_int8_model() -> bytes:
-    """A conv + dense classifier, 8x8x1 to 3 classes, full-integer int8 with int8 I/O."""
+def tiny_int8_model(seed: int = 0) -> bytes:
+    """A conv + dense classifier, 8x8x1 to 3 classes, full-integer int8 with int8 I/O.
+
+    Another `seed` gives another model (other weights, so another sha256).
+    """
     import tensorflow as tf
     import tf_keras as keras
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     model = keras.Sequential(
         [
             keras.layers.Input((SPEC.height, SPEC.width, SPEC.channels)),
@@ -204,6 +207,14 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny model: same shapes, other weights (what another MLflow store might hold)."""
+    path = tmp_path_factory.mktemp("model") / "other.tflite"
+    path.write_bytes(tiny_int8_model(seed=1))
+    return path
+
+
+@pytest.fixture(scope="session")
 def smoke_set(model_file: Path) -> tuple[np.ndarray, np.ndarray]:
     pixels = smoke_pixels()
     return pixels, litert_classes(model_file.read_bytes(), pixels)
@@ -221,13 +232,17 @@ def make_bundle(
         disagree: bool = False,
         key: Path | None = None,
         sequence: int | None = None,
+        model: Path | None = None,
     ) -> Path:
         pixels, expected = smoke_set
+        if model is not None:  # what the other model gives on this machine
+            expected = litert_classes(model.read_bytes(), pixels)
         if disagree:  # what a model broken on the device would look like
             expected = (expected + 1) % len(SPEC.labels)
+        tag = f"{'-bad' if disagree else ''}{'-' + model.stem if model else ''}-{sequence or ''}"
         return bundle.build_bundle(
-            tmp_path / f"bundle-{version}{'-bad' if disagree else ''}.tar",
-            model_file,
+            tmp_path / f"bundle-{version}{tag}.tar",
+            model or model_file,
             pixels,
             expected,
             version=version,
@@ -269,6 +284,37 @@ def rollback_order(
     return sign_rollback_order(
         signing.load_private_key(keys.private), version, model_sha256, sequence
     )
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for 127.0.0.1, made with `cryptography`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgetune agent")])
+    now = datetime.datetime.now(datetime.UTC)
+    loopback = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(loopback, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = directory / "agent.crt", directory / "agent.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                         serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 def png_headers() -> dict[str, str]:
