@@ -62,13 +62,25 @@ def resolve_preset(name_or_path: str) -> dict[str, Any]:
 
 
 def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`key=value` strings on top of `params`; values are read as YAML (numbers, booleans, maps)."""
+    """`key=value` strings on top of `params`; values are read as YAML (numbers, booleans, maps).
+
+    `augment.copies=0` sets one field of a mapping parameter and keeps its other fields.
+    """
     out = dict(params)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise EdgetuneError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        head, dot, field = key.partition(".")
+        if dot:
+            known = DECLARED.get(head)
+            if known is None or known.annotation is not dict or not field:
+                raise EdgetuneError(f"--set {item!r}: {head!r} is not a mapping parameter")
+            out[head] = {**(out.get(head) or {}), field: value}
+        else:
+            out[key] = value
     return out
 
 

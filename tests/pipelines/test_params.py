@@ -72,6 +72,14 @@ def test_overrides_are_read_as_yaml_on_a_copy():
         "data_uri": "/data/digits",  # spaces around "=" are not part of key or value
     }
     assert base == {"head_epochs": 1}
+    nested = params.apply_overrides({"augment": {"copies": 2, "zoom": 0.2}}, ["augment.copies=0"])
+    assert nested == {"augment": {"copies": 0, "zoom": 0.2}}
+    assert params.apply_overrides({}, ["augment.rotate_degrees=5"]) == {
+        "augment": {"rotate_degrees": 5}
+    }
+    for bad in ("head_epochs.x=1", "augment.=1", "nope.x=1"):
+        with pytest.raises(EdgetuneError, match="is not a mapping parameter"):
+            params.apply_overrides(base, [bad])
     for bad in ("head_epochs", "=3", " =3"):
         with pytest.raises(EdgetuneError, match="expected KEY=VALUE"):
             params.apply_overrides(base, [bad])
