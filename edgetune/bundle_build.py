@@ -44,6 +44,7 @@ def build_bundle(
     private_key: Ed25519PrivateKey | KeyInput,
     smoke_min_agreement: float = 1.0,
     sequence: int | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Writes a signed bundle to `out_path` atomically.
 
@@ -62,6 +63,8 @@ def build_bundle(
             for the install to count as healthy.
         sequence: larger than any this key signed before (default: microseconds since the
             epoch); devices refuse a bundle whose sequence is not above what they hold.
+        extra_files: more signed members by file name (the firmware C array, for people
+            who flash the model; the agent installs but does not read them).
 
     Returns:
         `out_path` as a Path.
@@ -82,6 +85,10 @@ def build_bundle(
         MODEL_FILE: Path(model_path).read_bytes(),
         SAMPLES_FILE: _samples_npz(samples, expected, spec),
     }
+    clash = sorted(set(payload) & set(extra_files or {}))
+    if clash:
+        raise EdgetuneError(f"bundle extra_files {clash}: names taken by the bundle itself")
+    payload.update(extra_files or {})
     manifest = {
         "version": version,
         "sequence": sequence or next_sequence(),

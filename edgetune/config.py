@@ -12,7 +12,7 @@ import importlib.resources
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
@@ -132,6 +132,11 @@ class DeviceProfile:
         macs_per_ms: sustained int8 multiply-accumulates per millisecond on one core;
             used to estimate latency from a model's MACs before anything is built.
         description: for people.
+        runtime: what runs the model there: "tflite-micro" (a microcontroller, where the
+            arena and the op set of TFLite Micro decide) or "litert".
+        active_power_mw: the device's power while it computes, for an energy-per-inference
+            estimate (latency x power); None when unknown.
+        active_power_source: where `active_power_mw` comes from, for people.
     """
 
     name: Annotated[StrictStr, Field(min_length=1)]
@@ -140,6 +145,9 @@ class DeviceProfile:
     latency_budget_ms: PositiveFloat
     macs_per_ms: PositiveFloat
     description: StrictStr = ""
+    runtime: Literal["tflite-micro", "litert"] = "litert"
+    active_power_mw: PositiveFloat | None = None
+    active_power_source: StrictStr = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain JSON values (what `from_dict` reads back)."""

@@ -187,3 +187,25 @@ def test_signed_manifest_with_a_bad_field_is_refused_in_one_line(keys, make_bund
     with pytest.raises(BundleRejected, match=reason) as error:
         bundle.open_bundle(data, keys.public)
     assert str(error.value).startswith("manifest.json: ") and "\n" not in str(error.value)
+
+
+def test_firmware_sources_ship_signed_beside_the_model(tmp_path, keys, model_file, smoke_set):
+    from edgetune import firmware
+
+    sources = firmware.export(model_file, support.SPEC, tmp_path / "fw")
+    extra = {name: path.read_bytes() for name, path in sources.items()}
+    path = bundle.build_bundle(
+        tmp_path / "b.tar", model_file, *smoke_set, version="1", spec=support.SPEC, metrics={},
+        mlflow_run_id=None, data_fingerprint=None, private_key=keys.private, extra_files=extra,
+    )  # fmt: skip
+
+    opened = bundle.open_bundle(path, keys.public)
+    assert {n: opened.files[n] for n in extra} == extra
+    sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert f'EDGETUNE_MODEL_SHA256 "{sha}"' in extra[firmware.HEADER_FILE].decode()
+    with pytest.raises(EdgetuneError, match=r"\['model.tflite'\]: names taken"):
+        bundle.build_bundle(
+            tmp_path / "c.tar", model_file, *smoke_set, version="1", spec=support.SPEC,
+            metrics={}, mlflow_run_id=None, data_fingerprint=None, private_key=keys.private,
+            extra_files={"model.tflite": b"x"},
+        )  # fmt: skip

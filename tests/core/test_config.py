@@ -35,6 +35,9 @@ def test_packaged_profiles_load_with_positive_budgets():
     for profile in profiles.values():
         assert min(profile.flash_bytes, profile.ram_bytes) > 0
         assert profile.latency_budget_ms > 0 and profile.macs_per_ms > 0
+        # energy estimates need the power, and each says where its figure comes from
+        assert profile.active_power_mw and profile.active_power_source
+    assert profiles["cortex-m7"].runtime == "tflite-micro"
 
 
 def test_a_profile_file_round_trips_and_reads_numbers_as_their_types(tmp_path):
@@ -63,6 +66,8 @@ def test_unknown_profile_is_named_with_the_known_ones(tmp_path):
         ({"latency_budget_ms": "20"}, "field 'latency_budget_ms'='20'; must be a valid number"),
         ({"name": None}, "field 'name'=None; must be a valid string"),
         ({"flash": 1}, "unknown field 'flash'; accepted: name, flash_bytes, ram_bytes"),
+        ({"runtime": "tflm"}, "field 'runtime'='tflm'; must be 'tflite-micro' or 'litert'"),
+        ({"active_power_mw": 0.0}, "field 'active_power_mw'=0.0; must be greater than 0"),
     ],
 )
 def test_bad_fields_are_reported_with_file_entry_and_value(tmp_path, change, message):
