@@ -52,9 +52,10 @@ test: $(STAMP) lint ## lint, then every test (unit, kfp.local, compile, one end-
 test-fast: $(STAMP) ## the tests that train nothing: no slow, no end-to-end (under 2 minutes)
 	$(BIN)/pytest -q -m "not e2e and not slow"
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check and format check; hadolint on both Dockerfiles
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint images/agent/Dockerfile images/components/Dockerfile
 
 format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format .
@@ -66,8 +67,9 @@ mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:5000 (PORT=...) for the 
 bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results and benchmarks/README.md (not tests; ~15 min) [ARGS="--only compression"]
 	$(BIN)/python -m benchmarks.run $(ARGS); rc=$$?; $(BIN)/python -m benchmarks.report || exit $$?; exit $$rc
 
-images: ## print the docker build commands for the two images (no Docker engine here)
-	@$(BIN)/python -c "from edgetune.images import COMPONENT_IMAGE as c, AGENT_IMAGE as a; print(f'docker build -f images/components/Dockerfile -t {c} .\ndocker build -f images/agent/Dockerfile -t {a} .')"
+images: ## print the docker build commands for the two images, tagged with the version and the git commit
+	@$(BIN)/python -m edgetune.images "$$(git rev-parse HEAD 2>/dev/null)" \
+		$$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo dirty)
 
 clean: ## remove runs, the local tracking store and caches (keeps .venv and data)
 	rm -rf runs local_outputs mlflow.db mlruns .pytest_cache .ruff_cache
