@@ -67,7 +67,12 @@ def test_three_agents_serve_the_deployed_version_and_predict(local_run) -> None:
     for url in local_run.fleet.urls:
         health = httpx.get(f"{url}/health", timeout=10).json()
         assert (health["status"], health["version"]) == ("ok", deployed["version"])
-        answer = httpx.post(f"{url}/predict", content=png.getvalue(), timeout=10).json()
+        answer = httpx.post(
+            f"{url}/predict",
+            content=png.getvalue(),
+            headers={"Content-Type": "image/png"},
+            timeout=10,
+        ).json()
         assert answer["version"] == deployed["version"]
         assert answer["label"] in [str(d) for d in range(10)]
         assert np.isclose(sum(answer["scores"]), 1.0, atol=0.05)
