@@ -32,19 +32,20 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """
     params = run_params.apply_overrides(run_params.load_preset(args.preset), args.overrides)
     params = run_params.check_parameters(params)
-    data = run_params.local_data_path(str(params["data_uri"]))
-    if data is not None and data == DEMO_DATA and not data.exists():
-        from edgetune.demo_data import write_demo_digits
-
-        print(f"writing the demo data set to {data} (edgetune demo-data)")
-        write_demo_digits(data)
-    run_params.validate_values(params, local=True)
+    run_params.validate_values(params, local=True, data=False)
     if args.agents == 0:  # otherwise the local agents come with a key made for them
         run_params.require_signing_key(
             params,
             "make one with `edgetune keygen` and --set signing_key=.edgetune/keys/signing.key, "
             "or deploy to local agents (--agents N)",
         )
+    data = run_params.local_data_path(str(params["data_uri"]))
+    if data is not None and data == DEMO_DATA and not data.exists():
+        from edgetune.demo_data import write_demo_digits
+
+        print(f"writing the demo data set to {data} (edgetune demo-data)")
+        write_demo_digits(data)
+    run_params.check_data_uri(str(params["data_uri"]), local=True)
     params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
     return run_params.resolve_file_params(params)
 

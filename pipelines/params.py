@@ -113,7 +113,7 @@ def step_configs(params: dict[str, Any]) -> dict[type[StepConfig], StepConfig]:
     return built
 
 
-def validate_values(params: dict[str, Any], *, local: bool = True) -> None:
+def validate_values(params: dict[str, Any], *, local: bool = True, data: bool = True) -> None:
     """Checks what a run would reject later, now: step configs, the data and tracking URIs,
     the device profile, the zoo id and (when `local`) the files parameters name.
 
@@ -121,9 +121,11 @@ def validate_values(params: dict[str, Any], *, local: bool = True) -> None:
         params: coerced run parameters (check_parameters).
         local: the run's components run here (local-run), so local paths must exist here;
             on a cluster (submit) they are paths inside the pods, checked for form only.
+        data: check data_uri too (False: the caller checks it once it has written it).
     """
     step_configs(params)
-    check_data_uri(str(params.get("data_uri", "")), local=local)
+    if data:
+        check_data_uri(str(params.get("data_uri", "")), local=local)
     check_tracking_uri(str(params.get("tracking_uri", "")))
     if local:
         check_local_tracking_uri(str(params.get("tracking_uri", "")))

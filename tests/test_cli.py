@@ -122,3 +122,11 @@ def test_an_int_for_a_float_reaches_the_pipeline_as_a_float(nothing_starts, monk
     assert seen["min_accuracy"] == 1.0 and type(seen["min_accuracy"]) is float
     assert type(seen["deploy_timeout_s"]) is float
     assert seen["data_uri"] == str(nothing_starts / "photos")
+
+
+def test_a_bad_value_stops_the_run_before_the_demo_data_is_written(nothing_starts, capsys):
+    code = cli.main(["local-run", "--set", "head_epochs=0", "--set", "unfreeze_epochs=0"])
+
+    assert code == 2
+    assert "nothing would train" in capsys.readouterr().err
+    assert not (nothing_starts / "data").exists()  # the default preset's data/digits
