@@ -92,19 +92,20 @@ def _field(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel], Fie
         inner = owner.model_fields.get(name)
         if inner is None:
             break
-        if not _is_model(inner.annotation):
+        if not is_model(inner.annotation):
             return owner, inner
         owner = inner.annotation
     return owner, owner.model_fields.get(loc[-1])
 
 
-def _is_model(annotation: Any) -> bool:
+def is_model(annotation: Any) -> bool:
+    """Whether a field's type is itself a model (a nested policy, a dict to KFP)."""
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def kind(annotation: Any) -> str:
     """The type's name as a user reads it: int, float, bool, str, dict."""
-    if _is_model(annotation):
+    if is_model(annotation):
         return "dict"
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -149,7 +150,7 @@ def accepted(info: FieldInfo | None) -> str:
     """What a field accepts, in words: `an integer >= 1`, `a number in [0, 1)`, ..."""
     if info is None:
         return "a known field"
-    if _is_model(info.annotation):
+    if is_model(info.annotation):
         return f"a mapping with fields {', '.join(info.annotation.model_fields)}"
     words = _WORDS.get(kind(info.annotation), kind(info.annotation))
     if typing.get_origin(info.annotation) in (dict, list):

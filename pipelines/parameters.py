@@ -35,7 +35,15 @@ from edgetune.components.preprocess.core import PreprocessConfig
 from edgetune.components.prune.core import PruneConfig
 from edgetune.components.qat.core import QatConfig
 from edgetune.errors import EdgetuneError
-from edgetune.step_config import StepConfig, accepted, explain, kind, raw_errors, value_range
+from edgetune.step_config import (
+    StepConfig,
+    accepted,
+    explain,
+    is_model,
+    kind,
+    raw_errors,
+    value_range,
+)
 
 
 class RunSettings(StepConfig):
@@ -153,7 +161,7 @@ class Parameter:
     def annotation(self) -> type:
         """The type the DAG declares: a nested model travels as a dict."""
         ann = self.field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        if is_model(ann):
             return dict
         return typing.get_origin(ann) or ann  # KFP takes dict and list, not dict[str, str]
 
@@ -177,7 +185,7 @@ class Parameter:
     @cached_property
     def _adapter(self) -> TypeAdapter:
         ann, rules = self.field.annotation, self.field.metadata
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        if is_model(ann):
             return TypeAdapter(ann)  # the model's own config: strict
         typed = Annotated[ann, *rules] if rules else ann
         return TypeAdapter(typed, config=ConfigDict(strict=True))
@@ -189,7 +197,7 @@ class Parameter:
                 out = self._adapter.validate_python(value)
         except ValidationError as e:
             ann = self.field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if is_model(ann):
                 raise EdgetuneError(f"pipeline parameter {self.name}: {explain(ann, e)}") from None
             raise EdgetuneError(
                 f"pipeline parameter {self.name}={value!r}; accepted: {self.accepted}"
@@ -207,25 +215,28 @@ def rows() -> list[dict[str, str]]:
     """One row per run parameter (a nested policy adds a row per field): the table's content."""
     out = []
     for p in DECLARED.values():
-        out.append(_row(p.name, p.field, p.annotation, "required" if p.required else p.default))
         nested = p.field.annotation
-        if isinstance(nested, type) and issubclass(nested, BaseModel):
+        shown = "required" if p.required else "see below" if is_model(nested) else _shown(p.default)
+        out.append(_row(p.name, p.field, p.annotation, shown))
+        if is_model(nested):
             for name, info in nested.model_fields.items():
-                out.append(_row(f"{p.name}.{name}", info, info.annotation, info.default))
+                default = _shown(info.get_default(call_default_factory=True))
+                out.append(_row(f"{p.name}.{name}", info, info.annotation, default))
     return out
 
 
-def _row(name: str, info: FieldInfo, annotation: Any, default: Any) -> dict[str, str]:
-    if isinstance(default, dict):
-        shown = "see below"
-    elif isinstance(default, str) and default not in ("required",):
-        shown = default or repr(default)
-    else:
-        shown = yaml.safe_dump(default, default_flow_style=True).removesuffix("\n...\n").strip()
+def _shown(default: Any) -> str:
+    """A default as a user would type it: YAML, with the empty string visible."""
+    if isinstance(default, str):
+        return default or "''"
+    return yaml.safe_dump(default, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def _row(name: str, info: FieldInfo, annotation: Any, default: str) -> dict[str, str]:
     return {
         "parameter": name,
         "type": kind(annotation),
-        "default": shown,
+        "default": default,
         "range": value_range(info),
         "help": info.description or "",
     }
