@@ -26,6 +26,7 @@ SELECTION = "selection.json"
 SPLIT_FILE = "{split}.npz"
 PREPROCESSING_SPEC = "preprocessing.json"
 AUGMENT_PREVIEW = "augment_preview.png"
+PREPROCESS_REPORT = "preprocess_report.json"
 # fine_tune / prune / qat
 KERAS_MODEL = "model.h5"
 TRAIN_REPORT = "train_report.json"

@@ -8,11 +8,15 @@ imported inside the functions: a component file must import without it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from edgetune.components.common.outputs import StepOutput
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_EXPERIMENT = "edgetune"
@@ -88,7 +92,6 @@ def parent_run(experiment_id: str, run_name: str, pipeline_run_id: str = "") -> 
 @contextlib.contextmanager
 def component_run(
     component: str,
-    *,
     run_name: str,
     pipeline_run_id: str = "",
     tracking_uri: str = "",
@@ -96,6 +99,8 @@ def component_run(
 ) -> Iterator[Any]:
     """A nested MLflow run for one component of pipeline run `run_name`.
 
+    Every wrapper opens its run in one line, passing its four run parameters in this order:
+    `with tracking.component_run("step", run_name, pipeline_run_id, tracking_uri, experiment):`.
     On an exception the run ends FAILED with the one-line cause in the `edgetune.error` tag,
     where the local runner and the MLflow UI find it, and the exception propagates.
     """
@@ -113,6 +118,13 @@ def component_run(
             raise
 
 
+def active_run_id() -> str:
+    """The MLflow run id of the component run in progress (for lineage in what it writes)."""
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
 def one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:2000]
@@ -125,10 +137,23 @@ def log_summary_part(part: dict[str, Any]) -> None:
     mlflow.log_dict(part, SUMMARY_PART)
 
 
-def log_params(params: dict[str, Any]) -> None:
+def log_params(*params: Any, prefix: str = "", **named: Any) -> None:
+    """Logs run parameters: dicts, dataclasses, pydantic models and `named` values.
+
+    Every name is logged after `prefix`.
+    """
     import mlflow
 
-    mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+    merged = {k: v for p in (*params, named) for k, v in _as_dict(p).items()}
+    mlflow.log_params({f"{prefix}{k}": _param_value(v) for k, v in merged.items()})
+
+
+def _as_dict(params: Any) -> dict[str, Any]:
+    if hasattr(params, "model_dump"):
+        return params.model_dump()
+    if dataclasses.is_dataclass(params):
+        return dataclasses.asdict(params)
+    return dict(params)
 
 
 def _param_value(v: Any) -> Any:
@@ -171,6 +196,14 @@ def register_model_file(
     return str(version.version)
 
 
+def move_aliases(
+    aliases: Mapping[str, str], *, name: str = REGISTERED_MODEL, tracking_uri: str = ""
+) -> None:
+    """Points each registry alias at its version of model `name`; the step's core chose them."""
+    for alias, version in aliases.items():
+        set_model_alias(alias, version, name=name, tracking_uri=tracking_uri)
+
+
 def set_model_alias(
     alias: str, version: str, *, name: str = REGISTERED_MODEL, tracking_uri: str = ""
 ) -> None:
@@ -178,3 +211,29 @@ def set_model_alias(
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def record(output: StepOutput, artifact: Any = None, *, folder: str = "") -> None:
+    """Logs a step's typed output in the active run; shows its metadata on the KFP artifact.
+
+    The output's file and attachments go to MLflow (with `folder`, the whole artifact folder
+    goes there instead, under that name), then its metrics, summary.json part, tags and notes.
+    """
+    import mlflow
+
+    if folder:
+        mlflow.log_artifacts(str(artifact.path), folder)
+    else:
+        mlflow.log_dict(output.to_dict(), output.FILE)
+        for name in output.ATTACHMENTS:
+            mlflow.log_artifact(str(Path(artifact.path) / name))
+    if metrics := output.metrics():
+        mlflow.log_metrics(metrics)
+    if part := output.summary_part():
+        log_summary_part(part)
+    if tags := output.tags():
+        mlflow.set_tags(tags)
+    if artifact is not None:
+        artifact.metadata.update(output.metadata())
+    for line in output.notes():
+        print(line, flush=True)

@@ -5,18 +5,71 @@ TensorFlow is imported inside the functions; importing this module stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from edgetune import files
+from edgetune.components.common.outputs import StepOutput
 from edgetune.preprocessing import PreprocessSpec, normalize
 
+T = TypeVar("T")
 EpochHook = Callable[[str, int, dict[str, float]], None]
 SPLITS = ("train", "val", "test")
+_METRIC_KEYS = ("sparsity_before", "sparsity", "sparsity_kept", "val_accuracy")
+_SUMMARY_KEYS = ("sparsity", "sparsity_kept")
+# A float model's artifact shows its accuracy and size; a pruned or QAT model's, its sparsity.
+_METADATA_KEYS = ("val_accuracy", "params")
+_STAGE_METADATA_KEYS = ("sparsity",)
+
+
+@dataclass(frozen=True)
+class TrainReport(StepOutput):
+    """fine_tune's, prune's or qat's report: train_report.json beside model.h5.
+
+    Attributes:
+        values: the report the step's core returned.
+        stage: the summary.json stage whose sparsity it fills ("" for none).
+    """
+
+    FILE: ClassVar[str] = files.TRAIN_REPORT
+
+    values: dict[str, Any]
+    stage: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainReport:
+        return cls(values=dict(d))
+
+    def metrics(self) -> dict[str, float]:
+        return self._pick(_METRIC_KEYS)
+
+    def summary_part(self) -> dict[str, Any]:
+        kept = self._pick(_SUMMARY_KEYS)
+        return {"stages": {self.stage: kept}} if self.stage and kept else {}
+
+    def metadata(self) -> dict[str, Any]:
+        return self._pick(_STAGE_METADATA_KEYS if self.stage else _METADATA_KEYS)
+
+    def _pick(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        return {k: self.values[k] for k in keys if k in self.values}
+
+
+def config_from(cls: type[T], values: Mapping[str, Any]) -> T:
+    """A step's config from the same-named entries of `values` (a wrapper's `locals()`).
+
+    The wrapper's inputs carry the config fields' names, so each field is passed once.
+    """
+    names = getattr(cls, "model_fields", None) or {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def load_spec(data_dir: str | os.PathLike) -> PreprocessSpec:
@@ -137,13 +190,18 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
 
 
 def save_model_artifact(
-    model: Any, report: dict[str, Any], artifact_path: str | os.PathLike
+    model: Any, report: dict[str, Any] | TrainReport, artifact_path: str | os.PathLike
 ) -> Path:
     """A KFP model artifact folder: model.h5 and the step's train_report.json."""
     out = files.artifact_dir(artifact_path)
     save_model(model, out / files.KERAS_MODEL)
-    files.write_json(out / files.TRAIN_REPORT, report)
+    (report if isinstance(report, TrainReport) else TrainReport(report)).write(out)
     return out
+
+
+def load_model_artifact(artifact_path: str | os.PathLike) -> Any:
+    """The model.h5 of a model artifact written by `save_model_artifact`."""
+    return load_model(Path(artifact_path) / files.KERAS_MODEL)
 
 
 def load_model(path: str | os.PathLike) -> Any:

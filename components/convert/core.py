@@ -136,3 +136,8 @@ def convert(
         "int8_to_float": int8_check.size_bytes / float_check.size_bytes,
         "int8_gzip_to_float": int8_check.gzip_bytes / float_check.size_bytes,
     }
+
+
+def representative_set(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to `n` training inputs, drawn with `seed`, to calibrate the int8 ranges."""
+    return x_train[np.random.default_rng(seed).permutation(len(x_train))[:n]]

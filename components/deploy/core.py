@@ -9,27 +9,36 @@ stops the others: each device is handled on its own worker thread with its own c
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
+import numpy as np
 from pydantic import Field
 
-from edgetune.bundle import peek_manifest
+from edgetune import files, litert
+from edgetune.bundle import build_bundle, peek_manifest
+from edgetune.components.common.outputs import StepOutput
 from edgetune.errors import EdgetuneError
-from edgetune.fleet import FleetDevice, resolve_token
+from edgetune.fleet import FleetDevice, load_fleet, resolve_token
+from edgetune.preprocessing import PreprocessSpec, normalize
 from edgetune.step_config import StepConfig
+
+if TYPE_CHECKING:
+    from edgetune.components.evaluate.core import Evaluation
 
 DEPLOYED = "deployed"
 UNCHANGED = "unchanged"
 ROLLED_BACK = "rolled_back"
 FAILED = "failed"
 BUNDLE_CONTENT_TYPE = "application/x-tar"
+CHAMPION_ALIAS = "champion"
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -50,8 +59,8 @@ class DeployConfig(StepConfig):
 
 
 @dataclass(frozen=True)
-class RolloutReport:
-    """What a rollout did on each device.
+class RolloutReport(StepOutput):
+    """What a rollout did on each device: deploy's output.
 
     Attributes:
         version: the bundle version rolled out.
@@ -59,6 +68,8 @@ class RolloutReport:
             unchanged, rolled_back or failed), `reason`, `seconds`, `bytes_sent`,
             `served_version` (what the device serves afterwards, when known).
     """
+
+    FILE: ClassVar[str] = files.DEPLOY_REPORT
 
     version: str
     devices: list[dict[str, Any]]
@@ -85,6 +96,122 @@ class RolloutReport:
             "failed": self.failed,
             "rolled_back": self.rolled_back,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RolloutReport:
+        return cls(version=d["version"], devices=[dict(x) for x in d["devices"]])
+
+    @property
+    def serves_everywhere(self) -> bool:
+        """Every device of a non-empty fleet serves the new version."""
+        return bool(self.devices) and self.succeeded == len(self.devices)
+
+    def aliases(self, registered_version: str) -> dict[str, str]:
+        """Registry aliases to point at the deployed model version: `champion`, only when
+        every device serves it (an empty fleet proves nothing)."""
+        return {CHAMPION_ALIAS: registered_version} if self.serves_everywhere else {}
+
+    def check(self) -> None:
+        """Raises unless every device of the fleet serves the version (an empty fleet passes).
+
+        Raises:
+            EdgetuneError: one line naming each device that failed or was rolled back.
+        """
+        if self.succeeded == len(self.devices):
+            return
+        bad = [
+            f"{d['name']}: {d['status']} ({d['reason']})"
+            for d in self.devices
+            if d["status"] in (FAILED, ROLLED_BACK)
+        ]
+        raise EdgetuneError(
+            f"rollout of {self.version} reached {self.succeeded}/{len(self.devices)} devices; {'; '.join(bad)}"
+        )
+
+    def metrics(self) -> dict[str, float]:
+        return {"succeeded": self.succeeded, "failed": self.failed, "rolled_back": self.rolled_back}
+
+    def summary_part(self) -> dict[str, Any]:
+        return {"deploy": self.to_dict()}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"version": self.version, "devices": len(self.devices)}
+
+
+def bundle_version(registered_version: str) -> str:
+    """The bundle's release name: the registry version of the int8 file, as `v<N>`."""
+    return f"v{registered_version}"
+
+
+def smoke_samples(data_dir: str | os.PathLike, n: int) -> np.ndarray:
+    """The device's smoke test: the first `n` raw uint8 images of preprocess's test split."""
+    with np.load(files.split_file(data_dir, "test")) as test:
+        return test["x"][:n]
+
+
+def make_bundle(
+    out_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    evaluation: Evaluation,
+    data_fingerprint: str,
+    *,
+    signing_key: str,
+    smoke_count: int,
+    mlflow_run_id: str | None,
+) -> Path:
+    """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set.
+
+    Args:
+        out_dir: where the bundle goes (created if needed).
+        model_dir: convert's int8 output folder (model.tflite).
+        data_dir: preprocess's output folder (preprocessing spec, test split).
+        evaluation: evaluate's output, registered: the version and the metrics shipped.
+        data_fingerprint: ingest's dataset fingerprint, for lineage.
+        signing_key: the Ed25519 private key (PEM text or file).
+        smoke_count: how many test images the device checks itself on.
+        mlflow_run_id: the run that made the bundle, for lineage.
+
+    The smoke set's expected classes are the int8 file's own answers in LiteRT, so a device
+    that disagrees runs the model differently; the bundle carries the int8 headline metrics.
+
+    Raises:
+        EdgetuneError: no signing key, or a bad bundle argument.
+    """
+    if not signing_key:
+        raise EdgetuneError(
+            "deploy needs signing_key: an Ed25519 private key (PEM); make one with `edgetune keygen`"
+        )
+    spec = PreprocessSpec.from_dict(files.read_json(Path(data_dir) / files.PREPROCESSING_SPEC))
+    samples = smoke_samples(data_dir, smoke_count)
+    model_path = Path(model_dir) / files.TFLITE_MODEL
+    interpreter = litert.load(str(model_path))
+    expected = np.argmax(litert.predict(interpreter, normalize(samples, spec)), axis=-1)
+    version = bundle_version(evaluation.registered_version)
+    return build_bundle(
+        files.artifact_dir(out_dir) / files.BUNDLE.format(version=version),
+        model_path,
+        samples,
+        expected,
+        version=version,
+        spec=spec,
+        metrics=evaluation.headline("tflite_int8"),
+        mlflow_run_id=mlflow_run_id,
+        data_fingerprint=data_fingerprint,
+        private_key=signing_key,
+    )
+
+
+def rollout_to_fleet(
+    bundle_path: str | os.PathLike, fleet_file: str, *, timeout_s: float = 30.0
+) -> RolloutReport:
+    """`rollout` to every device of a fleet file ("" for none), one log line per device."""
+    devices = load_fleet(fleet_file) if fleet_file else []
+    return rollout(bundle_path, devices, timeout_s=timeout_s, progress=_print_progress)
+
+
+def _print_progress(device: dict[str, Any]) -> None:
+    print(f"{device['name']}: {device['status']} {device.get('reason') or ''}", flush=True)
 
 
 def rollout(

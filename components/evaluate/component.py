@@ -25,79 +25,25 @@ def evaluate(
     latency_runs: int = 200,
 ) -> bool:
     """Writes evaluation.json and confusion_<stage>.png; registers the int8 file; returns blessed."""
-    from pathlib import Path
-
-    import mlflow
-
     from edgetune import files
-    from edgetune.components.common import tracking, training
+    from edgetune.components.common import tracking
     from edgetune.components.evaluate import core
-    from edgetune.components.qat.core import load_qat_model
-    from edgetune.config import DeviceProfile
+    from edgetune.components.select_model.core import Selection
 
-    with tracking.component_run(
-        "evaluate",
-        run_name=run_name,
-        pipeline_run_id=pipeline_run_id,
-        tracking_uri=tracking_uri,
-        experiment=experiment,
-    ):
+    with tracking.component_run("evaluate", run_name, pipeline_run_id, tracking_uri, experiment):
         policy = core.GatePolicy(min_accuracy=min_accuracy, max_drop_points=max_drop_points)
-        tracking.log_params(
-            {
-                "min_accuracy": min_accuracy,
-                "max_drop_points": max_drop_points,
-                "latency_runs": latency_runs,
-            }
-        )
-        device = DeviceProfile.from_dict(
-            files.read_json(Path(selection.path) / files.SELECTION)["device"]
-        )
-        x_test, y_test = training.load_split(data.path, "test")
-        keras_models = {
-            "float": training.load_model(Path(float_model.path) / files.KERAS_MODEL),
-            "pruned": training.load_model(Path(pruned_model.path) / files.KERAS_MODEL),
-            "qat": load_qat_model(Path(qat_model.path) / files.KERAS_MODEL),
-        }
-        tflite_files = {
-            "tflite_float": Path(tflite_float.path) / files.TFLITE_MODEL,
-            "tflite_int8": Path(tflite_int8.path) / files.TFLITE_MODEL,
-        }
-        out = files.artifact_dir(report.path)
-        labels = list(training.load_spec(data.path).labels)
-        result = core.evaluate(
-            keras_models,
-            tflite_files,
-            x_test,
-            y_test,
-            labels,
-            policy,
-            device,
-            out,
-            latency_runs=latency_runs,
-        )
-        blessed = result["gate"]["blessed"]
-        version = tracking.register_model_file(
-            str(tflite_files["tflite_int8"]), tags={"blessed": str(blessed), "run_name": run_name}
-        )
-        if blessed:
-            tracking.set_model_alias("candidate", version, tracking_uri=tracking_uri)
-        result["registered_version"] = version
-        files.write_json(out / files.EVALUATION, result)
-        mlflow.log_artifacts(str(out), "evaluation")
-        stage_summary = {}
-        for stage, m in result["stages"].items():
-            kept = {
-                k: m[k]
-                for k in ("accuracy", "size_bytes", "gzip_bytes", "latency_ms_p50")
-                if k in m
-            }
-            stage_summary[stage] = kept
-            mlflow.log_metrics({f"{stage}_{k}": v for k, v in kept.items()})
-            metrics.log_metric(f"{stage}_accuracy", kept["accuracy"])
-        mlflow.log_metric("blessed", int(blessed))
-        gate = {"blessed": blessed, "reasons": result["gate"]["reasons"], "model_version": version}
-        tracking.log_summary_part({"stages": stage_summary, "gate": gate})
-        for reason in result["gate"]["reasons"]:
-            print(reason)
-    return blessed
+        tracking.log_params(policy, {"latency_runs": latency_runs})
+        stages = {"float": float_model.path, "pruned": pruned_model.path, "qat": qat_model.path,
+                  "tflite_float": tflite_float.path, "tflite_int8": tflite_int8.path}  # fmt: skip
+        device = Selection.read(selection.path).device
+        result = core.evaluate_artifacts(data.path, stages, policy, device, report.path,
+                                         latency_runs=latency_runs)  # fmt: skip
+        int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
+        version = tracking.register_model_file(int8_file, tags=result.registration_tags(run_name))
+        result = result.registered(version)
+        tracking.move_aliases(result.aliases(), tracking_uri=tracking_uri)
+        result.write(report.path)
+        tracking.record(result, report, folder="evaluation")
+        for name, value in result.accuracies().items():
+            metrics.log_metric(name, value)
+    return result.blessed

@@ -6,6 +6,7 @@ The gate judges the exact int8 file that would ship, as the device runtime runs 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,12 +14,16 @@ import numpy as np
 from pydantic import Field
 
 from edgetune import files, litert
+from edgetune.components.common.outputs import StepOutput
 from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import StepConfig
 
 KERAS_STAGES = ("float", "pruned", "qat")
 TFLITE_STAGES = ("tflite_float", "tflite_int8")
+# What summary.json and the MLflow metrics keep of each stage; the bundle keeps the int8 ones.
+HEADLINE_KEYS = ("accuracy", "size_bytes", "gzip_bytes", "latency_ms_p50")
+CANDIDATE_ALIAS = "candidate"
 
 
 class GatePolicy(StepConfig):
@@ -48,22 +53,27 @@ class EvaluateConfig(StepConfig):
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
 ) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/support and the confusion matrix (rows: truth)."""
-    n = len(labels)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    per_class = {}
-    for i, label in enumerate(labels):
-        predicted, actual = confusion[:, i].sum(), confusion[i, :].sum()
-        per_class[label] = {
-            "precision": float(confusion[i, i] / predicted) if predicted else 0.0,
-            "recall": float(confusion[i, i] / actual) if actual else 0.0,
-            "support": int(actual),
-        }
+    """Accuracy, per-class precision/recall/support and the confusion matrix (rows: truth).
+
+    A class never predicted (or never present) scores 0, not NaN.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    indices = list(range(len(labels)))
+    precision, recall, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=indices, zero_division=0
+    )
     return {
-        "accuracy": float(np.trace(confusion) / max(1, confusion.sum())),
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion": confusion_matrix(y_true, y_pred, labels=indices).tolist(),
     }
 
 
@@ -150,6 +160,102 @@ def gate(
     return all(ok for ok, _ in checks), [f"{'pass' if ok else 'FAIL'}: {why}" for ok, why in checks]
 
 
+@dataclass(frozen=True)
+class Evaluation(StepOutput):
+    """evaluate's output: every stage's metrics, the gate's verdict, the registered version.
+
+    Attributes:
+        stages: stage → accuracy, per_class, confusion (and, for .tflite files, size_bytes,
+            gzip_bytes, latency_ms_p50).
+        gate: blessed, reasons (one per check), policy.
+        n_test: test examples scored.
+        registered_version: the model-registry version of the int8 file ("" until registered).
+    """
+
+    FILE: ClassVar[str] = files.EVALUATION
+
+    stages: dict[str, dict[str, Any]]
+    gate: dict[str, Any]
+    n_test: int
+    registered_version: str = ""
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.gate["blessed"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
+        return cls(**d)
+
+    def registered(self, version: str) -> Evaluation:
+        """This evaluation, once the int8 file is registered as `version`."""
+        return replace(self, registered_version=str(version))
+
+    def registration_tags(self, run_name: str) -> dict[str, str]:
+        """Tags of the registered int8 file: every file is registered, blessed or not."""
+        return {"blessed": str(self.blessed), "run_name": run_name}
+
+    def aliases(self) -> dict[str, str]:
+        """Registry aliases to point at the registered version: `candidate`, only when blessed."""
+        return {CANDIDATE_ALIAS: self.registered_version} if self.blessed else {}
+
+    def headline(self, stage: str) -> dict[str, Any]:
+        """A stage's accuracy and, for a .tflite file, its size and latency."""
+        return {k: self.stages[stage][k] for k in HEADLINE_KEYS if k in self.stages[stage]}
+
+    def metrics(self) -> dict[str, float]:
+        flat = {f"{stage}_{k}": v for stage in self.stages for k, v in self.headline(stage).items()}
+        return {**flat, "blessed": int(self.blessed)}
+
+    def accuracies(self) -> dict[str, float]:
+        """`<stage>_accuracy` for each stage: what the KFP UI compares across runs."""
+        return {f"{stage}_accuracy": m["accuracy"] for stage, m in self.stages.items()}
+
+    def summary_part(self) -> dict[str, Any]:
+        gate = {k: self.gate[k] for k in ("blessed", "reasons")}
+        return {
+            "stages": {stage: self.headline(stage) for stage in self.stages},
+            "gate": {**gate, "model_version": self.registered_version},
+        }
+
+    def notes(self) -> list[str]:
+        return list(self.gate["reasons"])
+
+
+def evaluate_artifacts(
+    data_dir: str | os.PathLike,
+    model_dirs: dict[str, str | os.PathLike],
+    policy: GatePolicy,
+    device: DeviceProfile,
+    out_dir: str | os.PathLike,
+    *,
+    latency_runs: int = 200,
+) -> Evaluation:
+    """`evaluate` on the folders the earlier steps wrote: preprocess's data, one per stage.
+
+    Args:
+        data_dir: preprocess's output (test split and preprocessing spec).
+        model_dirs: every stage of `KERAS_STAGES` (a folder with model.h5) and
+            `TFLITE_STAGES` (a folder with model.tflite).
+        policy, device, out_dir, latency_runs: as for `evaluate`.
+    """
+    from edgetune.components.common import training
+    from edgetune.components.qat.core import load_qat_model
+
+    loaders = {"float": training.load_model, "pruned": training.load_model, "qat": load_qat_model}
+    keras_models = {s: loaders[s](Path(model_dirs[s]) / files.KERAS_MODEL) for s in KERAS_STAGES}
+    tflite_files = {s: Path(model_dirs[s]) / files.TFLITE_MODEL for s in TFLITE_STAGES}
+    x_test, y_test = training.load_split(data_dir, "test")
+    labels = list(training.load_spec(data_dir).labels)
+    return evaluate(
+        keras_models, tflite_files, x_test, y_test, labels, policy, device, out_dir,
+        latency_runs=latency_runs,
+    )  # fmt: skip
+
+
 def evaluate(
     keras_models: dict[str, Any],
     tflite_files: dict[str, str | os.PathLike],
@@ -161,7 +267,7 @@ def evaluate(
     out_dir: str | os.PathLike,
     *,
     latency_runs: int = 200,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Scores every stage on the test split, draws its confusion matrix, and decides the gate.
 
     Args:
@@ -171,10 +277,10 @@ def evaluate(
         labels: class names, index order.
         policy: the gate thresholds.
         device: the profile whose flash budget the int8 file must fit.
-        out_dir: where evaluation.json and confusion_<stage>.png are written.
+        out_dir: where confusion_<stage>.png is written.
 
     Returns:
-        {"stages": {stage: metrics}, "gate": {"blessed", "reasons", "policy"}}.
+        The evaluation, not yet registered; the caller writes it (`Evaluation.write`).
     """
     if latency_runs < 1:
         raise EdgetuneError(f"evaluate latency_runs={latency_runs}; must be >= 1")
@@ -197,10 +303,8 @@ def evaluate(
             Path(out_dir) / files.CONFUSION_PNG.format(stage=stage),
         )
     blessed, reasons = gate(stages, policy, device)
-    report = {
-        "stages": stages,
-        "gate": {"blessed": blessed, "reasons": reasons, "policy": policy.model_dump()},
-        "n_test": int(len(y_test)),
-    }
-    files.write_json(Path(out_dir) / files.EVALUATION, report)
-    return report
+    return Evaluation(
+        stages=stages,
+        gate={"blessed": blessed, "reasons": reasons, "policy": policy.model_dump()},
+        n_test=int(len(y_test)),
+    )

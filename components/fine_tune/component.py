@@ -24,38 +24,16 @@ def fine_tune(
     seed: int = 0,
 ):
     """Trains the float classifier; writes model.h5 (flat Functional graph) and its report."""
-    from pathlib import Path
-
-    import mlflow
-
-    from edgetune import files
     from edgetune.components.common import tracking, training
     from edgetune.components.fine_tune import core
-    from edgetune.zoo.registry import ZooEntry
+    from edgetune.components.select_model.core import Selection
 
-    with tracking.component_run(
-        "fine_tune",
-        run_name=run_name,
-        pipeline_run_id=pipeline_run_id,
-        tracking_uri=tracking_uri,
-        experiment=experiment,
-    ):
-        config = core.FineTuneConfig(
-            head_epochs=head_epochs,
-            unfreeze_epochs=unfreeze_epochs,
-            unfreeze_top_layers=unfreeze_top_layers,
-            head_learning_rate=head_learning_rate,
-            unfreeze_learning_rate=unfreeze_learning_rate,
-            batch_size=batch_size,
-            patience=patience,
-            seed=seed,
-        )
-        tracking.log_params(config.model_dump())
-        entry = ZooEntry.from_dict(files.read_json(Path(selection.path) / files.SELECTION)["entry"])
-        float_model, report = core.fine_tune(
+    with tracking.component_run("fine_tune", run_name, pipeline_run_id, tracking_uri, experiment):
+        config = training.config_from(core.FineTuneConfig, locals())
+        tracking.log_params(config)
+        entry = Selection.read(selection.path).entry
+        trained, report = core.fine_tune(
             entry, data.path, config, on_epoch=tracking.epoch_logger("")
         )
-        training.save_model_artifact(float_model, report, model.path)
-        mlflow.log_dict(report, files.TRAIN_REPORT)
-        mlflow.log_metric("val_accuracy", report["val_accuracy"])
-        model.metadata.update({"val_accuracy": report["val_accuracy"], "params": report["params"]})
+        training.save_model_artifact(trained, report, model.path)
+        tracking.record(training.TrainReport(report), model)

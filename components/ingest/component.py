@@ -19,36 +19,14 @@ def ingest(
     min_per_class: int = 5,
 ):
     """Writes dataset.parquet and ingest_report.json (fingerprint, counts, quarantine)."""
-    import mlflow
-
-    from edgetune import files, progress
+    from edgetune import progress
     from edgetune.components.common import tracking
     from edgetune.components.ingest import core
 
-    with tracking.component_run(
-        "ingest",
-        run_name=run_name,
-        pipeline_run_id=pipeline_run_id,
-        tracking_uri=tracking_uri,
-        experiment=experiment,
-    ):
-        settings = {
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-            "max_quarantine_fraction": max_quarantine_fraction,
-            "min_per_class": min_per_class,
-        }
+    with tracking.component_run("ingest", run_name, pipeline_run_id, tracking_uri, experiment):
+        settings = dict(val_fraction=val_fraction, test_fraction=test_fraction,
+                        max_quarantine_fraction=max_quarantine_fraction, min_per_class=min_per_class)  # fmt: skip
         tracking.log_params({"source": source, **settings})
-        report = core.ingest(
-            source, dataset.path, progress=progress.reporter("ingest: images read"), **settings
-        )
-        result = report.to_dict()
-        mlflow.log_dict(result, files.INGEST_REPORT)
-        counts = {k: result[k] for k in ("n_train", "n_val", "n_test", "n_quarantined")}
-        mlflow.log_metrics(counts)
-        mlflow.set_tag("data_fingerprint", report.fingerprint)
-        for bad in result["quarantined"]:
-            print(f"quarantined {bad['file']}: {bad['reason']}")
-        summary = {"fingerprint": report.fingerprint, **counts, "classes": list(report.classes)}
-        tracking.log_summary_part({"dataset": summary})
-        dataset.metadata.update(summary)
+        reporter = progress.reporter("ingest: images read")
+        report = core.ingest(source, dataset.path, progress=reporter, **settings)
+        tracking.record(report, dataset)

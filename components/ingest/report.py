@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from edgetune import files
+from edgetune.components.common.outputs import StepOutput
 from edgetune.components.ingest.examine import Accepted, Quarantined
 
 
 @dataclass(frozen=True)
-class IngestReport:
+class IngestReport(StepOutput):
     """What ingest accepted, how it split it, what it refused and why, and what looks wrong."""
+
+    FILE: ClassVar[str] = files.INGEST_REPORT
 
     source: str
     status: str  # "ok", or "stopped" when `problems` stopped the run
@@ -47,6 +51,30 @@ class IngestReport:
         for key in ("quarantined", "label_conflicts", "duplicates"):
             d[key] = [dict(x) for x in d[key]]
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IngestReport:
+        d = dict(d)
+        for key in ("problems", "classes", "empty_classes", "near_empty"):
+            d[key] = tuple(d[key])
+        for key in ("quarantined", "label_conflicts", "duplicates"):
+            d[key] = tuple(dict(x) for x in d[key])
+        return cls(**d)
+
+    def metrics(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in ("n_train", "n_val", "n_test", "n_quarantined")}
+
+    def summary_part(self) -> dict[str, Any]:
+        return {"dataset": self.metadata()}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, **self.metrics(), "classes": list(self.classes)}
+
+    def tags(self) -> dict[str, str]:
+        return {"data_fingerprint": self.fingerprint}
+
+    def notes(self) -> list[str]:
+        return [f"quarantined {bad['file']}: {bad['reason']}" for bad in self.quarantined]
 
 
 @dataclass(frozen=True)

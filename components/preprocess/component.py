@@ -20,46 +20,21 @@ def preprocess(
     seed: int = 0,
 ):
     """Writes train/val/test.npz, preprocessing.json (what the device applies) and a preview."""
-    from pathlib import Path
-
-    import mlflow
-
-    from edgetune import files, progress
+    from edgetune import progress
     from edgetune.components.common import tracking
+    from edgetune.components.ingest.core import IngestReport
     from edgetune.components.preprocess import core
-    from edgetune.preprocessing import PreprocessSpec
+    from edgetune.components.select_model.core import Selection
 
-    with tracking.component_run(
-        "preprocess",
-        run_name=run_name,
-        pipeline_run_id=pipeline_run_id,
-        tracking_uri=tracking_uri,
-        experiment=experiment,
-    ):
+    with tracking.component_run("preprocess", run_name, pipeline_run_id, tracking_uri, experiment):
         policy = core.AugmentPolicy.from_dict(augment)
-        tracking.log_params(
-            {**{f"augment_{k}": v for k, v in policy.to_dict().items()}, "seed": seed}
-        )
-        entry = files.read_json(Path(selection.path) / files.SELECTION)["entry"]
-        classes = files.read_json(Path(dataset.path) / files.INGEST_REPORT)["classes"]
-        height, width, channels = entry["input_shape"]
-        spec = PreprocessSpec(
-            height=height,
-            width=width,
-            channels=channels,
-            labels=tuple(classes),
-            **entry["normalization"],
-        )
+        tracking.log_params(policy, prefix="augment_")
+        tracking.log_params({"seed": seed})
+        classes = IngestReport.read(dataset.path).classes
+        spec = core.model_spec(Selection.read(selection.path).entry, classes)
+        reporter = progress.reporter("preprocess: images decoded")
         report = core.preprocess(
-            dataset.path,
-            files.artifact_dir(data.path),
-            spec=spec,
-            policy=policy,
-            seed=seed,
-            progress=progress.reporter("preprocess: images decoded"),
+            dataset.path, data.path, spec=spec, policy=policy, seed=seed, progress=reporter
         )
-        mlflow.log_dict(report.to_dict(), "preprocess_report.json")
-        mlflow.log_artifact(str(Path(data.path) / files.PREPROCESSING_SPEC))
-        mlflow.log_artifact(str(Path(data.path) / files.AUGMENT_PREVIEW))
-        mlflow.log_metrics({f"n_{split}": n for split, n in report.counts.items()})
-        data.metadata.update({"counts": report.counts, "input_shape": [height, width, channels]})
+        report.write(data.path)
+        tracking.record(report, data)

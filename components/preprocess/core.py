@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import os
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -28,10 +28,14 @@ from PIL import Image
 from pydantic import Field
 
 from edgetune import files
+from edgetune.components.common.outputs import StepOutput
 from edgetune.components.preprocess.augment import augment
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
 from edgetune.step_config import StepConfig
+
+if TYPE_CHECKING:
+    from edgetune.zoo.registry import ZooEntry
 
 SPLITS = ("train", "val", "test")
 _BATCH = 256  # images decoded at a time (ingest's row group)
@@ -95,8 +99,11 @@ class PreprocessConfig(StepConfig):
 
 
 @dataclass(frozen=True)
-class PreprocessReport:
+class PreprocessReport(StepOutput):
     """What preprocess wrote: examples per split (train includes copies) and array shapes."""
+
+    FILE: ClassVar[str] = files.PREPROCESS_REPORT
+    ATTACHMENTS: ClassVar[tuple[str, ...]] = (files.PREPROCESSING_SPEC, files.AUGMENT_PREVIEW)
 
     counts: dict[str, int]
     n_train_original: int
@@ -110,6 +117,24 @@ class PreprocessReport:
         d = asdict(self)
         d["labels"] = list(self.labels)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessReport:
+        return cls(**{**d, "labels": tuple(d["labels"])})
+
+    def metrics(self) -> dict[str, float]:
+        return {f"n_{split}": n for split, n in self.counts.items()}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"counts": self.counts, "input_shape": self.shapes["train"][1:]}
+
+
+def model_spec(entry: ZooEntry, classes: Sequence[str]) -> PreprocessSpec:
+    """What the device applies before the model: the entry's input size and normalisation."""
+    height, width, channels = entry.input_shape
+    return PreprocessSpec(
+        height=height, width=width, channels=channels, labels=tuple(classes), **entry.normalization
+    )
 
 
 def preprocess(

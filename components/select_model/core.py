@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
+from edgetune import files
+from edgetune.components.common.outputs import StepOutput
 from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 from edgetune.zoo.registry import ZooEntry, weights_problem
@@ -43,10 +45,16 @@ class Candidate:
             "domain": self.domain,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(**{**d, "reasons": tuple(d["reasons"])})
+
 
 @dataclass(frozen=True)
-class Selection:
+class Selection(StepOutput):
     """The chosen entry, the device it was chosen for, and every candidate's verdict."""
+
+    FILE: ClassVar[str] = files.SELECTION
 
     entry: ZooEntry
     device: DeviceProfile
@@ -60,6 +68,30 @@ class Selection:
             "candidates": [c.to_dict() for c in self.candidates],
             "rejected": {c.id: list(c.reasons) for c in self.candidates if not c.chosen},
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Selection:
+        return cls(
+            entry=ZooEntry.from_dict(d["entry"]),
+            device=DeviceProfile.from_dict(d["device"]),
+            candidates=tuple(Candidate.from_dict(c) for c in d["candidates"]),
+        )
+
+    def summary_part(self) -> dict[str, Any]:
+        return {"model": {**self.metadata(), "device": self.device.name}}
+
+    def metadata(self) -> dict[str, Any]:
+        entry = self.entry
+        return {"zoo_id": entry.id, "params": entry.params, "input_shape": list(entry.input_shape)}
+
+    def tags(self) -> dict[str, str]:
+        return {"zoo_id": self.entry.id}
+
+    def notes(self) -> list[str]:
+        return [
+            f"{'CHOSEN  ' if c.chosen else 'rejected'} {c.id}: {'; '.join(c.reasons) or 'best fit'}"
+            for c in self.candidates
+        ]
 
 
 def judge(entry: ZooEntry, device: DeviceProfile, *, allow_download: bool = False) -> Candidate:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
 from pathlib import Path
+from typing import ClassVar
 
 import mlflow
 import pytest
 from support import models as support
 
 from edgetune.components.common import tracking
+from edgetune.components.common.outputs import StepOutput
 from edgetune.errors import EdgetuneError
 
 
@@ -126,3 +130,80 @@ def test_a_new_experiment_keeps_its_artifacts_beside_the_sqlite_file(
     location = client(tracking_uri).get_experiment(experiment_id).artifact_location
     database = Path(tracking_uri.removeprefix("sqlite:///"))
     assert location == (database.parent / "mlruns").as_uri()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Output(StepOutput):
+    FILE: ClassVar[str] = "out.json"
+    ATTACHMENTS: ClassVar[tuple[str, ...]] = ("extra.txt",)
+
+    n: int
+
+    def to_dict(self):
+        return {"n": self.n}
+
+    def metrics(self):
+        return {"n": self.n}
+
+    def summary_part(self):
+        return {"model": {"n": self.n}}
+
+    def metadata(self):
+        return {"shown": self.n}
+
+    def tags(self):
+        return {"kind": "test"}
+
+    def notes(self):
+        return [f"n is {self.n}"]
+
+
+def test_record_logs_an_outputs_file_attachments_metrics_part_tags_metadata_and_notes(
+    tracking_uri, run_name, tmp_path, capsys
+):
+    artifact = types.SimpleNamespace(path=str(tmp_path), metadata={})
+    (tmp_path / "extra.txt").write_text("extra")
+
+    with tracking.component_run("step", run_name, "", tracking_uri) as run:
+        tracking.record(_Output(4), artifact)
+
+    c = client(tracking_uri)
+    data = c.get_run(run.info.run_id).data
+    assert data.metrics == {"n": 4} and data.tags["kind"] == "test"
+    assert {a.path for a in c.list_artifacts(run.info.run_id)} == {
+        "out.json", "extra.txt", tracking.SUMMARY_PART}  # fmt: skip
+    part = c.download_artifacts(run.info.run_id, tracking.SUMMARY_PART)
+    assert json.loads(Path(part).read_text()) == {"model": {"n": 4}}
+    assert artifact.metadata == {"shown": 4}
+    assert capsys.readouterr().out == "n is 4\n"
+
+
+def test_log_params_takes_configs_dicts_and_names_with_a_prefix(tracking_uri, run_name):
+    @dataclasses.dataclass
+    class Config:
+        epochs: int = 2
+        rate: float = 0.5
+
+    with tracking.component_run("step", run_name, tracking_uri=tracking_uri) as run:
+        tracking.log_params(Config(), {"a": 1}, seed=3)
+        tracking.log_params(Config(epochs=9), prefix="p_")
+
+    assert client(tracking_uri).get_run(run.info.run_id).data.params == {
+        "epochs": "2", "rate": "0.5", "a": "1", "seed": "3", "p_epochs": "9", "p_rate": "0.5"}  # fmt: skip
+
+
+def test_move_aliases_moves_each_alias_the_core_chose_and_no_other(
+    tracking_uri, run_name, tmp_path
+):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"int8")
+    with tracking.component_run("evaluate", run_name, tracking_uri=tracking_uri):
+        first = tracking.register_model_file(str(model), name=f"m-{run_name}")
+        second = tracking.register_model_file(str(model), name=f"m-{run_name}")
+    tracking.set_model_alias("a", first, name=f"m-{run_name}", tracking_uri=tracking_uri)
+
+    tracking.move_aliases({"b": second}, tracking_uri=tracking_uri, name=f"m-{run_name}")
+    tracking.move_aliases({}, tracking_uri=tracking_uri, name=f"m-{run_name}")
+
+    aliases = client(tracking_uri).get_registered_model(f"m-{run_name}").aliases
+    assert aliases == {"a": int(first), "b": int(second)}

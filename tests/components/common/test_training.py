@@ -97,3 +97,34 @@ def test_accuracy_counts_argmax_hits():
             return np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
 
     assert training.accuracy(Fixed(), np.zeros(4), np.array([0, 1, 1, 1])) == pytest.approx(0.75)
+
+
+def test_a_train_report_fills_its_stage_only_with_the_sparsity_it_measured():
+    from edgetune.components.common.training import TrainReport
+
+    float_report = TrainReport({"val_accuracy": 0.8, "params": 1000, "config": {}})
+    pruned = TrainReport({"sparsity": 0.5, "val_accuracy": 0.7, "config": {}}, stage="pruned")
+    qat = TrainReport({"sparsity_before": 0.5, "sparsity": 0.49, "sparsity_kept": 0.98,
+                       "val_accuracy": 0.7}, stage="qat")  # fmt: skip
+
+    assert float_report.summary_part() == {} and float_report.metrics() == {"val_accuracy": 0.8}
+    assert float_report.metadata() == {"val_accuracy": 0.8, "params": 1000}
+    assert pruned.summary_part() == {"stages": {"pruned": {"sparsity": 0.5}}}
+    assert pruned.metadata() == {"sparsity": 0.5}
+    assert qat.summary_part() == {"stages": {"qat": {"sparsity": 0.49, "sparsity_kept": 0.98}}}
+    assert list(qat.metrics()) == ["sparsity_before", "sparsity", "sparsity_kept", "val_accuracy"]
+
+
+def test_config_from_takes_the_configs_fields_by_name_and_nothing_else():
+    import dataclasses
+
+    from edgetune.components.common.training import config_from
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        epochs: int
+        seed: int = 0
+
+    wrapper_locals = {"epochs": 3, "seed": 7, "run_name": "r", "data": object()}
+
+    assert config_from(Config, wrapper_locals) == Config(epochs=3, seed=7)

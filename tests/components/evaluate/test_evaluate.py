@@ -9,6 +9,7 @@ from support import models as support
 
 from edgetune import files, litert
 from edgetune.components.evaluate.core import (
+    Evaluation,
     GatePolicy,
     classification_metrics,
     evaluate,
@@ -117,7 +118,7 @@ def test_gate_policy_rejects_percent_for_fraction_and_negative_drops(fields, mes
 def evaluated(small, convert_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation")
     x_test, y_test = support.model_ready(small.data_dir, "test")
-    report = evaluate(
+    evaluation = evaluate(
         {"float": small.float.model, "pruned": small.pruned.model, "qat": small.pqat.model},
         {"tflite_float": convert_run.float_file, "tflite_int8": convert_run.int8_file},
         x_test,
@@ -128,7 +129,7 @@ def evaluated(small, convert_run, tmp_path_factory):
         out,
         latency_runs=3,
     )
-    return report, out, x_test, y_test
+    return evaluation.to_dict(), out, x_test, y_test
 
 
 @pytest.mark.slow
@@ -154,10 +155,11 @@ def test_evaluate_scores_every_stage_like_an_independent_count(evaluated, small,
 
 
 @pytest.mark.slow
-def test_evaluate_writes_its_report_and_a_confusion_png_per_stage(evaluated):
+def test_evaluate_draws_a_confusion_png_per_stage_and_leaves_the_report_to_its_caller(evaluated):
     report, out, _, _ = evaluated
 
-    assert files.read_json(out / files.EVALUATION) == report
+    assert not (out / files.EVALUATION).exists()  # written once, after registration
+    assert report["registered_version"] == ""
     for stage in report["stages"]:
         with Image.open(out / files.CONFUSION_PNG.format(stage=stage)) as image:
             assert image.format == "PNG"
@@ -178,3 +180,55 @@ def test_evaluate_names_the_missing_stages(tmp_path):
             DEVICE,
             tmp_path,
         )
+
+
+def an_evaluation(blessed: bool) -> Evaluation:
+    int8 = {"accuracy": 0.9, "per_class": {}, "confusion": [[1]], "size_bytes": 2000,
+            "gzip_bytes": 1500, "latency_ms_p50": 0.25}  # fmt: skip
+    return Evaluation(
+        stages={"float": {"accuracy": 0.92, "per_class": {}, "confusion": [[1]]}, "tflite_int8": int8},
+        gate={"blessed": blessed, "reasons": ["pass: a", "FAIL: b"], "policy": {"min_accuracy": 0.5}},
+        n_test=30,
+    )  # fmt: skip
+
+
+def test_the_candidate_alias_moves_only_to_a_blessed_file_but_every_file_is_registered():
+    blessed, refused = an_evaluation(True).registered("4"), an_evaluation(False).registered("5")
+
+    assert blessed.aliases() == {"candidate": "4"} and refused.aliases() == {}
+    assert blessed.registration_tags("run-1") == {"blessed": "True", "run_name": "run-1"}
+    assert refused.registration_tags("run-1") == {"blessed": "False", "run_name": "run-1"}
+
+
+def test_the_evaluation_is_written_once_registered_and_read_back_whole(tmp_path):
+    evaluation = an_evaluation(True).registered(5)
+
+    evaluation.write(tmp_path)
+
+    assert Evaluation.read(tmp_path) == evaluation and evaluation.registered_version == "5"
+    written = files.read_json(tmp_path / files.EVALUATION)
+    assert list(written) == ["stages", "gate", "n_test", "registered_version"]
+
+
+def test_the_summary_part_keeps_headline_numbers_and_the_gate_with_the_registered_version():
+    evaluation = an_evaluation(False).registered("3")
+
+    assert evaluation.summary_part() == {
+        "stages": {
+            "float": {"accuracy": 0.92},
+            "tflite_int8": {"accuracy": 0.9, "size_bytes": 2000, "gzip_bytes": 1500,
+                            "latency_ms_p50": 0.25},
+        },
+        "gate": {"blessed": False, "reasons": ["pass: a", "FAIL: b"], "model_version": "3"},
+    }  # fmt: skip
+    assert evaluation.metrics() == {
+        "float_accuracy": 0.92, "tflite_int8_accuracy": 0.9, "tflite_int8_size_bytes": 2000,
+        "tflite_int8_gzip_bytes": 1500, "tflite_int8_latency_ms_p50": 0.25, "blessed": 0,
+    }  # fmt: skip
+    assert evaluation.accuracies() == {"float_accuracy": 0.92, "tflite_int8_accuracy": 0.9}
+    assert evaluation.notes() == ["pass: a", "FAIL: b"]
+
+
+def test_reading_an_artifact_without_the_evaluation_names_the_missing_file(tmp_path):
+    with pytest.raises(EdgetuneError, match=r"evaluation.json: missing; expected the Evaluation"):
+        Evaluation.read(tmp_path)
