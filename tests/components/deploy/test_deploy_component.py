@@ -33,10 +33,12 @@ def inputs(tmp_path, data_dir, model_file, tracking_uri, run_name):
         version = tracking.register_model_file(str(model_dir / files.TFLITE_MODEL))
     Evaluation(stages={"tflite_int8": INT8}, gate={"blessed": True, "reasons": [], "policy": {}},
                n_test=10, registered_version=version).write(tmp_path / "evaluation")  # fmt: skip
-    IngestReport(source="src", fingerprint="fp-9", classes=("zero", "one", "two"), counts={},
-                 n_train=1, n_val=1, n_test=10, n_quarantined=0, quarantined=(), ignored_files=0,
-                 image_sizes={}, n_duplicates=0, val_fraction=0.1,
-                 test_fraction=0.1).write(tmp_path / "dataset")  # fmt: skip
+    IngestReport(source="src", status="ok", problems=(), fingerprint="fp-9",
+                 classes=("zero", "one", "two"), class_counts={}, counts={}, n_train=1, n_val=1,
+                 n_test=10, n_quarantined=0, quarantined_by_reason={}, quarantined=(),
+                 empty_classes=(), small_classes={}, label_conflicts=(), duplicates=(),
+                 n_duplicates=0, near_empty=(), ignored_files=0, skipped={},
+                 image_sizes={}).write(tmp_path / "dataset")  # fmt: skip
     return {
         "dataset": dsl.Dataset(uri=str(tmp_path / "dataset")),
         "data": dsl.Dataset(uri=str(data_dir)),
