@@ -29,7 +29,7 @@ def deploy(
     import mlflow
 
     from edgetune.components.common import tracking
-    from edgetune.components.deploy import core
+    from edgetune.components.deploy import core, release
     from edgetune.components.evaluate.core import Evaluation
     from edgetune.components.ingest.core import IngestReport
 
@@ -37,7 +37,7 @@ def deploy(
         tracking.log_params(fleet_file=fleet_file, smoke_samples=smoke_samples, timeout_s=timeout_s)
         evaluated = Evaluation.read(evaluation.path)
         fingerprint = IngestReport.read(dataset.path).fingerprint
-        bundle_path = core.make_bundle(
+        bundle_path = release.make_bundle(
             bundle.path, tflite_int8.path, data.path, evaluated, fingerprint,
             signing_key=signing_key, smoke_count=smoke_samples, mlflow_run_id=tracking.active_run_id(),
         )  # fmt: skip

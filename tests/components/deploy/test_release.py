@@ -7,7 +7,7 @@ import pytest
 from support import agents as support
 
 from edgetune import bundle, files
-from edgetune.components.deploy import core
+from edgetune.components.deploy import core, release
 from edgetune.components.evaluate.core import Evaluation
 from edgetune.errors import EdgetuneError
 
@@ -70,10 +70,10 @@ def test_smoke_samples_are_the_first_n_raw_images_of_the_test_split(data_dir):
     with np.load(files.split_file(data_dir, "test")) as test:
         first = test["x"][:4]
 
-    samples = core.smoke_samples(data_dir, 4)
+    samples = release.smoke_samples(data_dir, 4)
 
     assert samples.dtype == np.uint8 and np.array_equal(samples, first)
-    assert len(core.smoke_samples(data_dir, 50)) == 10  # never more than the split holds
+    assert len(release.smoke_samples(data_dir, 50)) == 10  # never more than the split holds
 
 
 def test_the_bundle_carries_the_registered_version_the_int8_metrics_and_the_smoke_set(
@@ -82,7 +82,7 @@ def test_the_bundle_carries_the_registered_version_the_int8_metrics_and_the_smok
     model_dir = files.artifact_dir(tmp_path / "int8")
     (model_dir / files.TFLITE_MODEL).write_bytes(model_file.read_bytes())
 
-    path = core.make_bundle(tmp_path / "out", model_dir, data_dir, evaluation("7"), "fp-1",
+    path = release.make_bundle(tmp_path / "out", model_dir, data_dir, evaluation("7"), "fp-1",
                             signing_key=str(keys.private), smoke_count=4, mlflow_run_id="r1")  # fmt: skip
 
     assert path.name == "bundle-v7.tar"
@@ -96,14 +96,14 @@ def test_the_bundle_carries_the_registered_version_the_int8_metrics_and_the_smok
     assert dict(manifest.metrics) == {k: INT8[k] for k in ("accuracy", "size_bytes",
                                       "gzip_bytes", "latency_ms_p50")}  # fmt: skip
     pixels, expected = shipped.samples()
-    first = core.smoke_samples(data_dir, 4)
+    first = release.smoke_samples(data_dir, 4)
     assert np.array_equal(pixels, first)
     assert np.array_equal(expected, support.litert_classes(model_file.read_bytes(), first))
 
 
 def test_a_bundle_without_a_signing_key_is_refused_before_anything_is_written(tmp_path, data_dir):
     with pytest.raises(EdgetuneError, match="deploy needs signing_key"):
-        core.make_bundle(tmp_path / "out", tmp_path, data_dir, evaluation(), "fp",
+        release.make_bundle(tmp_path / "out", tmp_path, data_dir, evaluation(), "fp",
                          signing_key="", smoke_count=4, mlflow_run_id=None)  # fmt: skip
 
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,81 @@
+"""The release deploy ships: a signed bundle of the registered int8 file and its smoke set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgetune import files, litert
+from edgetune.bundle import build_bundle
+from edgetune.errors import EdgetuneError
+from edgetune.preprocessing import PreprocessSpec, normalize
+
+if TYPE_CHECKING:
+    from edgetune.components.evaluate.core import Evaluation
+
+
+def bundle_version(registered_version: str) -> str:
+    """The bundle's release name: the registry version of the int8 file, as `v<N>`."""
+    return f"v{registered_version}"
+
+
+def smoke_samples(data_dir: str | os.PathLike, n: int) -> np.ndarray:
+    """The device's smoke test: the first `n` raw uint8 images of preprocess's test split."""
+    with np.load(files.split_file(data_dir, "test")) as test:
+        return test["x"][:n]
+
+
+def make_bundle(
+    out_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    evaluation: Evaluation,
+    data_fingerprint: str,
+    *,
+    signing_key: str,
+    smoke_count: int,
+    mlflow_run_id: str | None,
+) -> Path:
+    """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set.
+
+    Args:
+        out_dir: where the bundle goes (created if needed).
+        model_dir: convert's int8 output folder (model.tflite).
+        data_dir: preprocess's output folder (preprocessing spec, test split).
+        evaluation: evaluate's output, registered: the version and the metrics shipped.
+        data_fingerprint: ingest's dataset fingerprint, for lineage.
+        signing_key: the Ed25519 private key (PEM text or file).
+        smoke_count: how many test images the device checks itself on.
+        mlflow_run_id: the run that made the bundle, for lineage.
+
+    The smoke set's expected classes are the int8 file's own answers in LiteRT, so a device
+    that disagrees runs the model differently; the bundle carries the int8 headline metrics.
+
+    Raises:
+        EdgetuneError: no signing key, or a bad bundle argument.
+    """
+    if not signing_key:
+        raise EdgetuneError(
+            "deploy needs signing_key: an Ed25519 private key (PEM); make one with `edgetune keygen`"
+        )
+    spec = PreprocessSpec.from_dict(files.read_json(Path(data_dir) / files.PREPROCESSING_SPEC))
+    samples = smoke_samples(data_dir, smoke_count)
+    model_path = Path(model_dir) / files.TFLITE_MODEL
+    interpreter = litert.load(str(model_path))
+    expected = np.argmax(litert.predict(interpreter, normalize(samples, spec)), axis=-1)
+    version = bundle_version(evaluation.registered_version)
+    return build_bundle(
+        files.artifact_dir(out_dir) / files.BUNDLE.format(version=version),
+        model_path,
+        samples,
+        expected,
+        version=version,
+        spec=spec,
+        metrics=evaluation.headline("tflite_int8"),
+        mlflow_run_id=mlflow_run_id,
+        data_fingerprint=data_fingerprint,
+        private_key=signing_key,
+    )
