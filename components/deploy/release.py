@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgetune import files, litert
-from edgetune.bundle import build_bundle
+from edgetune.bundle_build import build_bundle
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, normalize
 
