@@ -77,20 +77,24 @@ def load_spec(data_dir: str | os.PathLike) -> PreprocessSpec:
 
 
 def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The split's model-ready float input and integer labels, in memory.
+    """The split's model-ready float input and integer labels, in memory."""
+    x, y = load_pixels(data_dir, split)
+    return normalize(x, load_spec(data_dir)), y
+
+
+def load_pixels(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split's uint8 pixels, as the device receives them, and integer labels, in memory.
 
     Reads the `.npz` arrays, or, for a data set preprocess streamed into shards, the shards.
     """
-    spec = load_spec(data_dir)
     path = files.split_file(data_dir, split)
     if not path.exists():
         from edgetune.components.preprocess import shards
 
         if shards.shard_paths(data_dir, split):
-            x, y = shards.read_split(data_dir, split, spec)
-            return normalize(x, spec), y
+            return shards.read_split(data_dir, split, load_spec(data_dir))
     with np.load(path) as npz:
-        return normalize(npz["x"], spec), npz["y"].astype(np.int32)
+        return npz["x"], npz["y"].astype(np.int32)
 
 
 def split_dataset(

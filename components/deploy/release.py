@@ -10,8 +10,9 @@ import numpy as np
 
 from edgetune import files, litert
 from edgetune.bundle_build import build_bundle
+from edgetune.components.common import training
 from edgetune.errors import EdgetuneError
-from edgetune.preprocessing import PreprocessSpec, normalize
+from edgetune.preprocessing import normalize
 
 if TYPE_CHECKING:
     from edgetune.components.evaluate.core import Evaluation
@@ -24,8 +25,7 @@ def bundle_version(registered_version: str) -> str:
 
 def smoke_samples(data_dir: str | os.PathLike, n: int) -> np.ndarray:
     """The device's smoke test: the first `n` raw uint8 images of preprocess's test split."""
-    with np.load(files.split_file(data_dir, "test")) as test:
-        return test["x"][:n]
+    return training.load_pixels(data_dir, "test")[0][:n]
 
 
 def make_bundle(
@@ -61,7 +61,7 @@ def make_bundle(
         raise EdgetuneError(
             "deploy needs signing_key: an Ed25519 private key (PEM); make one with `edgetune keygen`"
         )
-    spec = PreprocessSpec.from_dict(files.read_json(Path(data_dir) / files.PREPROCESSING_SPEC))
+    spec = training.load_spec(data_dir)
     samples = smoke_samples(data_dir, smoke_count)
     model_path = Path(model_dir) / files.TFLITE_MODEL
     interpreter = litert.load(str(model_path))
