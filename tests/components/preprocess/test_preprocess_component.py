@@ -51,3 +51,23 @@ def test_sizes_splits_to_the_chosen_entry_and_labels_them_by_the_ingested_classe
     assert {files.PREPROCESS_REPORT, files.PREPROCESSING_SPEC, files.AUGMENT_PREVIEW} <= logged
     spec_logged = client.download_artifacts(run.info.run_id, files.PREPROCESSING_SPEC)
     assert json.loads(Path(spec_logged).read_text())["labels"] == list(CLASSES)
+
+
+def test_the_smoke_set_is_the_same_pixels_whether_preprocess_wrote_npz_or_shards(
+    dataset_dir, spec, tmp_path
+):
+    from edgetune.components.deploy.release import smoke_samples
+    from edgetune.components.preprocess.core import AugmentPolicy, preprocess
+
+    still = AugmentPolicy(copies=0)
+    preprocess(dataset_dir, tmp_path / "npz", spec=spec, policy=still)
+    sharded = preprocess(
+        dataset_dir, tmp_path / "tfr", spec=spec, policy=still, max_in_memory_bytes=0
+    )
+
+    assert sharded.storage == "tfrecord" and not files.split_file(tmp_path / "tfr", "test").exists()
+    x_npz, y_npz = training.load_pixels(tmp_path / "npz", "test")
+    x_tfr, y_tfr = training.load_pixels(tmp_path / "tfr", "test")
+    assert x_npz.dtype == x_tfr.dtype == np.uint8 and len(x_npz) == 3
+    assert np.array_equal(x_npz, x_tfr) and np.array_equal(y_npz, y_tfr)
+    assert np.array_equal(smoke_samples(tmp_path / "tfr", 2), x_npz[:2])
