@@ -1,4 +1,4 @@
-"""Backbone builders for the model zoo, and the static costs select_model reads.
+"""Backbone builders for the model zoo (their costs: zoo.costs).
 
 A builder returns a tf_keras Functional model from the image input to a feature vector;
 fine_tune adds the classification head to the same graph, so the result stays flat.
@@ -85,46 +85,3 @@ def keras_application(
     return constructor(
         input_shape=tuple(input_shape), include_top=False, weights=weights, pooling="avg", **kwargs
     )
-
-
-def count_macs(model: Any) -> int:
-    """Multiply-accumulates of one inference through the conv and dense layers."""
-    from tf_keras import layers
-
-    macs = 0
-    for layer in _leaf_layers(model):
-        out = layer.output_shape
-        if isinstance(layer, layers.DepthwiseConv2D):
-            kh, kw = layer.kernel_size
-            macs += out[1] * out[2] * out[3] * kh * kw
-        elif isinstance(layer, layers.Conv2D):
-            kh, kw = layer.kernel_size
-            macs += out[1] * out[2] * out[3] * kh * kw * layer.input_shape[-1] // layer.groups
-        elif isinstance(layer, layers.Dense):
-            macs += layer.input_shape[-1] * layer.units
-    return int(macs)
-
-
-def peak_activation_bytes(model: Any, bytes_per_value: int = 1) -> int:
-    """The largest input-plus-output activation of any layer: a floor for the tensor arena."""
-    peak = 0
-    for layer in _leaf_layers(model):
-        ins = layer.input_shape if isinstance(layer.input_shape, list) else [layer.input_shape]
-        outs = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
-        size = sum(_volume(s) for s in ins + outs)
-        peak = max(peak, size)
-    return peak * bytes_per_value
-
-
-def _volume(shape: Sequence[int | None]) -> int:
-    n = 1
-    for d in shape[1:]:
-        n *= d or 1
-    return n
-
-
-def _leaf_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in model.layers:
-        out.extend(_leaf_layers(layer) if hasattr(layer, "layers") else [layer])
-    return out

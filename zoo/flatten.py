@@ -108,13 +108,33 @@ class _Walker:
         return [self.tensor(t) for t in model.outputs]
 
     def tensor(self, old: Any) -> Any:
-        """The rebuilt counterpart of a source tensor, building what it depends on first."""
-        if id(old) in self.tensors:
-            return self.tensors[id(old)]
-        op, node_index, _ = old._keras_history
-        node = op._inbound_nodes[node_index]
-        args, kwargs = _node_arguments(node)
-        args, kwargs = _map_tensors((args, kwargs), self.tensor)
+        """The rebuilt counterpart of a source tensor, building what it depends on first.
+
+        Iterative, not recursive: an EfficientNet is a few hundred layers deep.
+        """
+        stack = [old]
+        while stack:
+            current = stack[-1]
+            if id(current) in self.tensors:
+                stack.pop()
+                continue
+            op, node_index, _ = current._keras_history
+            node = op._inbound_nodes[node_index]
+            args, kwargs = _node_arguments(node)
+            pending = [
+                t
+                for t in _flat((args, kwargs))
+                if _is_source_tensor(t) and id(t) not in self.tensors
+            ]
+            if pending:
+                stack.extend(pending)
+                continue
+            self._rebuild_node(op, node, args, kwargs)
+            stack.pop()
+        return self.tensors[id(old)]
+
+    def _rebuild_node(self, op: Any, node: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        args, kwargs = _map_tensors((args, kwargs), lambda t: self.tensors[id(t)])
         if _is_model(op):
             flat_in = [t for t in _flat((args, kwargs)) if _is_tensor(t)]
             outs = self.call_model(op, flat_in)
@@ -122,7 +142,6 @@ class _Walker:
             outs = _flat(self.call_layer(op, args, kwargs))
         for src, new in zip(_node_outputs(node), outs, strict=True):
             self.tensors[id(src)] = new
-        return self.tensors[id(old)]
 
     def call_layer(self, layer: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         if _is_model(layer):

@@ -146,9 +146,7 @@ def load_model_file(uri: str) -> LoadedModel:
 def _load(path: Path, kind: str) -> Any:
     try:
         if kind.startswith("keras3"):
-            import keras
-
-            return keras.models.load_model(path, compile=False)
+            return _load_keras3(path, kind)
         import tf_keras
 
         return tf_keras.models.load_model(path, compile=False)
@@ -157,6 +155,45 @@ def _load(path: Path, kind: str) -> Any:
     except Exception as e:  # h5py, TF and Keras raise many types for a damaged file
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise EdgetuneError(f"{path.name}: cannot load it as a {kind} model ({first})") from None
+
+
+def _load_keras3(path: Path, kind: str) -> Any:
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except ValueError:
+        if kind != "keras3-keras":
+            raise
+    # Files from Keras 3.8 list a nested model's single output as a list of one; later
+    # Keras 3 releases read that as two tensors ("expects 1 input(s), but it received 2").
+    with tempfile.TemporaryDirectory() as tmp:
+        patched = Path(tmp) / path.name
+        _unwrap_single_io(path, patched)
+        return keras.models.load_model(patched, compile=False)
+
+
+def _unwrap_single_io(src: Path, dst: Path) -> None:
+    """A copy of a .keras archive whose nested Functional configs name one input/output bare."""
+
+    def fix(config: dict[str, Any]) -> None:
+        for layer in config.get("config", {}).get("layers", []):
+            if layer.get("class_name") in ("Functional", "Sequential"):
+                inner = layer["config"]
+                for key in ("input_layers", "output_layers"):
+                    value = inner.get(key)
+                    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+                        inner[key] = value[0]
+                fix(layer)
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                fix(config)
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
 
 
 def _max_abs_diff(original: Any, rebuilt: Any) -> float:

@@ -14,7 +14,9 @@ from typing import Any
 from edgetune.config import load_yaml, packaged_file, require
 from edgetune.errors import EdgetuneError
 
-WEIGHT_SOURCES = ("package", "keras-imagenet", "uri")
+WEIGHT_SOURCES = ("package", "keras-imagenet", "uri", "model-file")
+# A user's whole model file (zoo.model_source): weights and graph come from the file.
+MODEL_FILE_ARCHITECTURE = "model-file"
 KERAS_CACHE = Path("~/.keras/models")
 
 
@@ -31,6 +33,7 @@ class ZooEntry:
     macs: int
     peak_activation_bytes: int
     top1: float
+    arena_bytes: int = 0  # estimated TFLite Micro arena at int8 (zoo.costs); 0: unknown
     arguments: dict[str, Any] = field(default_factory=dict)
     unfreeze_top_layers: int = 10
     domain: str = ""
@@ -55,9 +58,12 @@ class ZooEntry:
             raise EdgetuneError(
                 f"{where}: field 'weights.source'={weights.get('source')!r}; accepted: {', '.join(WEIGHT_SOURCES)}"
             )
-        needed = {"package": "file", "keras-imagenet": "cache_file", "uri": "uri"}[
-            weights["source"]
-        ]
+        needed = {
+            "package": "file",
+            "keras-imagenet": "cache_file",
+            "uri": "uri",
+            "model-file": "uri",
+        }[weights["source"]]
         if not weights.get(needed):
             raise EdgetuneError(
                 f"{where}: field 'weights.{needed}' is missing; weights.source={weights['source']} needs it"
@@ -76,6 +82,7 @@ class ZooEntry:
             macs=require(d, "macs", int, where),
             peak_activation_bytes=require(d, "peak_activation_bytes", int, where),
             top1=float(require(d, "top1", (int, float), where)),
+            arena_bytes=int(d.get("arena_bytes", 0)),
             arguments=dict(d.get("arguments") or {}),
             unfreeze_top_layers=int(d.get("unfreeze_top_layers", 10)),
             domain=str(d.get("domain", "")),
@@ -143,7 +150,12 @@ def build_backbone(entry: ZooEntry, pretrained: bool = True) -> Any:
             from-scratch baseline).
     """
     from edgetune.zoo import architectures
+    from edgetune.zoo.flatten import flatten_model
 
+    if entry.architecture == MODEL_FILE_ARCHITECTURE:
+        from edgetune.zoo.model_source import build_from_file
+
+        return build_from_file(entry, pretrained=pretrained)
     if entry.architecture == "digitnet":
         model = architectures.digitnet(entry.input_shape, **entry.arguments)
     elif entry.architecture.startswith("keras:"):
@@ -151,9 +163,12 @@ def build_backbone(entry: ZooEntry, pretrained: bool = True) -> Any:
         model = architectures.keras_application(
             entry.architecture.removeprefix("keras:"), entry.input_shape, weights, **entry.arguments
         )
+        # Unique, non-automatic layer names (`tf.math.multiply_3` in MobileNetV3): tfmot's
+        # QAT rewrite collides with automatic names.
+        model = flatten_model(model, source=entry.id).model
     else:
         raise EdgetuneError(
-            f"zoo entry {entry.id}: architecture {entry.architecture!r}; accepted: digitnet, keras:<Application>"
+            f"zoo entry {entry.id}: architecture {entry.architecture!r}; accepted: digitnet, keras:<Application>, {MODEL_FILE_ARCHITECTURE}"
         )
     if pretrained and entry.weights["source"] in ("package", "uri"):
         problem = weights_problem(entry)

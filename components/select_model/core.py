@@ -97,7 +97,9 @@ class Selection(StepOutput):
 def judge(entry: ZooEntry, device: DeviceProfile, *, allow_download: bool = False) -> Candidate:
     """Estimates the entry's int8 footprint and latency on `device` and lists what rules it out."""
     flash = int(entry.params * INT8_BYTES_PER_PARAM + INT8_FIXED_BYTES)
-    ram = entry.peak_activation_bytes
+    # The estimated TFLite Micro arena (activations planned as TFLM does, plus its
+    # bookkeeping) where the entry has one; else the single largest layer, a floor.
+    ram = entry.arena_bytes or entry.peak_activation_bytes
     latency = entry.macs / device.macs_per_ms
     reasons = []
     if flash > device.flash_bytes:
@@ -134,16 +136,21 @@ def select_model(
     model_id: str = "",
     domain: str = "",
     allow_download: bool = False,
+    model_file: ZooEntry | None = None,
 ) -> Selection:
     """Chooses the backbone to fine-tune.
 
     Among the entries that fit the device (flash, RAM, estimated latency) and whose weights
     can be had, prefers those pretrained on `domain`, then the highest `top1`. With
-    `model_id`, that entry is taken if it fits, and the run stops if it does not.
+    `model_id`, that entry is taken if it fits, and the run stops if it does not. With
+    `model_file` (the entry of a user's model file, zoo.model_source), that file is the
+    source: taken if it fits, the run stops with its measured figures if it does not.
 
     Raises:
         EdgetuneError: unknown `model_id`, or nothing fits; the message lists every reason.
     """
+    if model_file is not None:
+        zoo, model_id = {model_file.id: model_file}, model_file.id
     if model_id and model_id not in zoo:
         raise EdgetuneError(f"unknown zoo id {model_id!r}; known: {', '.join(sorted(zoo))}")
     candidates = [judge(e, device, allow_download=allow_download) for e in zoo.values()]
@@ -151,7 +158,10 @@ def select_model(
     if not pool:
         considered = [c for c in candidates if not model_id or c.id == model_id]
         why = "; ".join(f"{c.id}: {', '.join(c.reasons)}" for c in considered)
-        raise EdgetuneError(f"no zoo model fits device profile {device.name!r} ({why})")
+        what = f"model file {model_file.weights['uri']} does not" if model_file else "no zoo model"
+        raise EdgetuneError(
+            f"{what} fit{'' if model_file else 's'} device profile {device.name!r} ({why})"
+        )
     best = max(pool, key=lambda c: (bool(domain) and c.domain == domain, c.top1))
     verdicts = tuple(_verdict(c, best, domain, model_id) for c in candidates)
     return Selection(entry=zoo[best.id], device=device, candidates=verdicts)
