@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from edgetune import files, litert
+from edgetune.components.convert.arena import measure_arena
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import StepConfig
 
@@ -24,6 +26,8 @@ class ConvertConfig(StepConfig):
         200, ge=1, description="training images that calibrate int8 ranges"
     )
     seed: int = Field(0, ge=0, description="seeds which images calibrate")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,35 @@ def to_int8_tflite(model: Any, representative: np.ndarray) -> bytes:
         for x in representative:
             yield [x[None].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = samples
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    def converter(ops: list[Any]) -> Any:
+        c = tf.lite.TFLiteConverter.from_keras_model(model)
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = samples
+        c.target_spec.supported_ops = ops
+        c.inference_input_type = tf.int8
+        c.inference_output_type = tf.int8
+        return c
+
+    try:
+        return converter([tf.lite.OpsSet.TFLITE_BUILTINS_INT8]).convert()
+    except Exception as e:  # ConverterError: an op has no int8 kernel
+        # Written anyway, with float kernels where int8 ones are missing, so the gate can
+        # judge (and refuse) the file with a reason instead of the run dying here.
+        log.warning("full-integer int8 conversion failed (%s); converting with float ops", e)
+        return converter(
+            [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        ).convert()
+
+
+def full_integer_problem(path: str | os.PathLike) -> str:
+    """Why the .tflite is not full-integer (float tensors between ops), or "" when it is."""
+    interpreter = litert.load(str(path))
+    floats = [
+        t["name"] for t in interpreter.get_tensor_details() if np.dtype(t["dtype"]) == np.float32
+    ]
+    if not floats:
+        return ""
+    return f"{len(floats)} float32 tensors remain (first: {floats[0]}); the device runs int8 only"
 
 
 def check_tflite(path: str | os.PathLike, sample: np.ndarray) -> TfliteCheck:
@@ -118,21 +144,30 @@ def convert(
         {"tflite_float": TfliteCheck dict, "tflite_int8": ..., "int8_to_float": size ratio,
         "int8_gzip_to_float": gzipped int8 over the float file}.
 
+    The int8 entry also says whether the file is full-integer (and why not) and its
+    tensor arena (tflite-micro where it runs, else planned from LiteRT's view): the gate
+    judges both against the device.
+
     Raises:
-        EdgetuneError: a file does not load in LiteRT, or the int8 file's input or output
-            is not int8.
+        EdgetuneError: a file does not load in LiteRT.
     """
     files.write_bytes(float_out, to_float_tflite(float_model))
     files.write_bytes(int8_out, to_int8_tflite(qat_model, representative))
     float_check = check_tflite(float_out, representative[:1])
     int8_check = check_tflite(int8_out, representative[:1])
+    problem = full_integer_problem(int8_out)
     if (int8_check.input_dtype, int8_check.output_dtype) != ("int8", "int8"):
-        raise EdgetuneError(
-            f"{int8_check.path}: input {int8_check.input_dtype}, output {int8_check.output_dtype}; expected int8"
-        )
+        problem = f"input {int8_check.input_dtype}, output {int8_check.output_dtype}; expected int8"
+    arena_bytes, arena_source = measure_arena(int8_out)
     return {
         "tflite_float": float_check.to_dict(),
-        "tflite_int8": int8_check.to_dict(),
+        "tflite_int8": {
+            **int8_check.to_dict(),
+            "full_integer": not problem,
+            "full_integer_problem": problem,
+            "arena_bytes": arena_bytes,
+            "arena_source": arena_source,
+        },
         "int8_to_float": int8_check.size_bytes / float_check.size_bytes,
         "int8_gzip_to_float": int8_check.gzip_bytes / float_check.size_bytes,
     }

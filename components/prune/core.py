@@ -61,6 +61,25 @@ def sparsity(model: Any) -> float:
     return float(sum(int(np.count_nonzero(k == 0)) for k in kernels) / total) if total else 0.0
 
 
+def prune_supported_layers(model: Any, schedule: Any) -> Any:
+    """Wraps every layer tfmot can prune; leaves the others (Rescaling, custom layers) as they are.
+
+    tfmot's whole-model `prune_low_magnitude` refuses a model with any layer it does not
+    know, as zoo backbones and users' files have (MobileNetV3's Rescaling).
+    """
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    def wrap(layer: Any) -> Any:
+        if prune_registry.PruneRegistry.supports(layer) and layer.weights:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    # The clone reuses the layer objects it is handed back, and so their weights.
+    return keras.models.clone_model(model, clone_function=wrap)
+
+
 def prune(
     model: Any,
     data_dir: str | os.PathLike,
@@ -95,7 +114,7 @@ def prune(
         frequency=max(1, min(100, ramp_steps // 10)),
     )
     training.train_all_but_batchnorm(model)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    pruned = prune_supported_layers(model, schedule)
     training.compile_classifier(pruned, config.learning_rate)
     callbacks = [
         tfmot.sparsity.keras.UpdatePruningStep(),

@@ -79,12 +79,35 @@ def test_int8_conversion_without_representative_data_is_refused():
 
 
 @pytest.mark.slow
-def test_an_int8_file_without_int8_input_and_output_is_refused(micro, tmp_path, monkeypatch):
+def test_an_int8_file_without_int8_input_and_output_is_reported_not_full_integer(
+    micro, tmp_path, monkeypatch
+):
     from edgetune.components.common import training
 
-    # A converter that quietly kept float I/O (say, a changed default): convert must notice.
+    # A converter that quietly kept float I/O (say, a changed default): convert must notice,
+    # and say so for the gate to refuse the file (the run goes on to a reasoned verdict).
     monkeypatch.setattr(core, "to_int8_tflite", lambda model, rep: core.to_float_tflite(model))
     model = training.load_model(micro.float_dir / files.KERAS_MODEL)
 
-    with pytest.raises(EdgetuneError, match="input float32, output float32; expected int8"):
-        convert(model, model, np.zeros((2, 16, 16, 1), np.float32), tmp_path / "f", tmp_path / "q")
+    report = convert(
+        model, model, np.zeros((2, 16, 16, 1), np.float32), tmp_path / "f", tmp_path / "q"
+    )
+
+    assert report["tflite_int8"]["full_integer"] is False
+    assert (
+        "input float32, output float32; expected int8"
+        in report["tflite_int8"]["full_integer_problem"]
+    )
+
+
+@pytest.mark.slow
+def test_the_int8_file_is_full_integer_and_its_tflm_arena_measured(convert_run, small):
+    from edgetune.zoo import costs
+
+    int8 = convert_run.report["tflite_int8"]
+
+    assert int8["full_integer"] is True and int8["full_integer_problem"] == ""
+    assert int8["arena_source"] == "tflite-micro"
+    # the estimate select_model makes before training is near the measured arena
+    estimate = costs.model_costs(small.float.model).arena_bytes
+    assert 0.75 * int8["arena_bytes"] <= estimate <= 1.25 * int8["arena_bytes"]

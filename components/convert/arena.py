@@ -1,0 +1,83 @@
+"""The RAM an int8 .tflite needs on the device: the TFLite Micro tensor arena, measured.
+
+tflite-micro's Python interpreter records every arena allocation and prints the totals from
+C++. It aborts the whole process on some graphs (a MobileNetV2 at 96x96 here), so it runs in
+a child process. Where it cannot measure the file, the arena is planned from LiteRT's view
+of the file: activation lifetimes packed greedily as TFLM does, plus TFLM's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+TFLM_TIMEOUT_S = 120
+# The child: load the file with room to spare, print the allocation recorder's report.
+_CHILD = (
+    "import sys\n"
+    "from tflite_micro.python.tflite_micro import runtime\n"
+    "runtime.Interpreter.from_file(sys.argv[1], arena_size=int(sys.argv[2])).print_allocations()\n"
+)
+
+
+def measure_arena(path: str | os.PathLike) -> tuple[int, str]:
+    """(arena bytes, how it was measured: "tflite-micro" or "litert-plan") for a .tflite."""
+    path = Path(path)
+    measured = _tflm_arena(path)
+    if measured is not None:
+        return measured, "tflite-micro"
+    return _litert_arena(path), "litert-plan"
+
+
+def _tflm_arena(path: Path) -> int | None:
+    room = max(1 << 20, 20 * path.stat().st_size)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), str(room)],
+            capture_output=True,
+            text=True,
+            timeout=TFLM_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    match = _TOTAL.search(done.stdout + done.stderr)
+    return int(match.group(1)) if done.returncode == 0 and match else None
+
+
+def _litert_arena(path: Path) -> int:
+    from edgetune import litert
+    from edgetune.zoo import costs
+
+    interpreter = litert.load(str(path))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    producer: dict[int, int] = {}
+    planned: list[tuple[int, list[int]]] = []
+    for detail in interpreter.get_input_details():
+        producer[detail["index"]] = len(planned)
+        planned.append((int(np.prod(detail["shape"])), []))
+    ops = [op for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+    for op in ops:
+        inputs = [producer[i] for i in op["inputs"] if i in producer]
+        size = sum(int(np.prod(tensors[o]["shape"])) for o in op["outputs"])
+        planned.append((size, inputs))
+        for o in op["outputs"]:
+            producer[o] = len(planned) - 1
+    channels = sum(
+        len(t["quantization_parameters"]["scales"])
+        for t in tensors.values()
+        if len(t["quantization_parameters"]["scales"]) > 1 and t["dtype"] == np.int8
+    )
+    return (
+        costs.plan_activations(planned)
+        + channels * costs.PER_CHANNEL_BYTES
+        + len(tensors) * costs.EVAL_TENSOR_BYTES
+        + len(ops) * costs.NODE_BYTES
+        + costs.FIXED_BYTES
+    )
