@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgetune.components.common import tracking
+from edgetune.components.common import crash, tracking
 
 COMPONENTS = (
     "ingest",
@@ -87,6 +87,8 @@ def build_summary(experiment_id: str, parent: Any, status: str = "") -> dict[str
         last_end = max(last_end, end)
         if tracking.TAG_ERROR in run.data.tags:
             summary["errors"][name] = run.data.tags[tracking.TAG_ERROR]
+        elif name != "finalize" and (died := crash.death_reason(run)):
+            summary["errors"][name] = died
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 local = client.download_artifacts(run.info.run_id, tracking.SUMMARY_PART, tmp)

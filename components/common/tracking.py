@@ -110,6 +110,9 @@ def component_run(
     parent = parent_run(experiment_id, run_name or pipeline_run_id, pipeline_run_id)
     tags = {TAG_COMPONENT: component, TAG_RUN_NAME: run_name or pipeline_run_id}
     with mlflow.start_run(run_name=component, parent_run_id=parent.info.run_id, tags=tags) as run:
+        from edgetune.components.common.crash import TAG_FAULT_LOG, record_fatal_signals
+
+        mlflow.set_tag(TAG_FAULT_LOG, record_fatal_signals(run.info.run_id))
         try:
             yield run
         except BaseException as e:
