@@ -35,6 +35,25 @@ def measure_arena(path: str | os.PathLike) -> tuple[int, str]:
     return _litert_arena(path), "litert-plan"
 
 
+def full_integer_problem(path: str | os.PathLike) -> str:
+    """Why the .tflite is not full-integer (float tensors, float I/O), or "" when it is."""
+    from edgetune import litert
+
+    interpreter = litert.load(str(path))
+    io = interpreter.get_input_details() + interpreter.get_output_details()
+    float_io = [d["name"] for d in io if np.dtype(d["dtype"]) != np.int8]
+    if float_io:
+        return f"input/output {float_io[0]} is not int8; the device runs int8 only"
+    floats = [
+        t["name"] for t in interpreter.get_tensor_details() if np.dtype(t["dtype"]) == np.float32
+    ]
+    if floats:
+        return (
+            f"{len(floats)} float32 tensors remain (first: {floats[0]}); the device runs int8 only"
+        )
+    return ""
+
+
 def _tflm_arena(path: Path) -> int | None:
     room = max(1 << 20, 20 * path.stat().st_size)
     try:

@@ -135,6 +135,18 @@ def tflite_stage(
     }
 
 
+def device_fit(path: str | os.PathLike) -> dict[str, Any]:
+    """What the device needs of the int8 file, measured on the file: full-integer, arena."""
+    from edgetune.components.convert.arena import full_integer_problem, measure_arena
+
+    arena_bytes, source = measure_arena(path)
+    return {
+        "full_integer_problem": full_integer_problem(path),
+        "arena_bytes": arena_bytes,
+        "arena_source": source,
+    }
+
+
 def gate(
     stages: dict[str, dict[str, Any]], policy: GatePolicy, device: DeviceProfile
 ) -> tuple[bool, list[str]]:
@@ -157,6 +169,22 @@ def gate(
             f"int8 file {int8['size_bytes']:,} bytes {'<=' if int8['size_bytes'] <= device.flash_bytes else '>'} flash budget {device.flash_bytes:,} of {device.name}",
         ),
     ]
+    if "full_integer_problem" in int8:  # measured on the file itself (evaluate does)
+        problem = int8["full_integer_problem"]
+        checks.append(
+            (
+                not problem,
+                f"int8 file is {'not ' if problem else ''}full-integer{': ' + problem if problem else ''}",
+            )
+        )
+    if "arena_bytes" in int8:
+        ram = int8["arena_bytes"]
+        checks.append(
+            (
+                ram <= device.ram_bytes,
+                f"tensor arena {ram:,} bytes ({int8.get('arena_source', 'measured')}) {'<=' if ram <= device.ram_bytes else '>'} RAM budget {device.ram_bytes:,} of {device.name}",
+            )
+        )
     return all(ok for ok, _ in checks), [f"{'pass' if ok else 'FAIL'}: {why}" for ok, why in checks]
 
 
@@ -295,6 +323,7 @@ def evaluate(
     for stage in TFLITE_STAGES:
         predictions, extra = tflite_stage(tflite_files[stage], x_test, latency_runs)
         stages[stage] = {**classification_metrics(y_test, predictions, labels), **extra}
+    stages["tflite_int8"].update(device_fit(tflite_files["tflite_int8"]))
     for stage, metrics in stages.items():
         plot_confusion(
             metrics["confusion"],

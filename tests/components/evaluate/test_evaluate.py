@@ -93,6 +93,33 @@ def test_the_gate_refuses_with_the_failing_reason(case, failed):
     assert failure.startswith(failed)
 
 
+def test_the_gate_refuses_a_file_that_is_not_full_integer_or_needs_more_ram_than_the_device():
+    policy = GatePolicy(min_accuracy=0.9, max_drop_points=1.0)
+    device = DeviceProfile(
+        "board", flash_bytes=100_000, ram_bytes=2_000, latency_budget_ms=1, macs_per_ms=1
+    )
+    fits = {**stages(0.97, 0.965, 50_000)}
+    fits["tflite_int8"].update(
+        full_integer_problem="", arena_bytes=1_000, arena_source="tflite-micro"
+    )
+    float_ops = {
+        **fits,
+        "tflite_int8": {**fits["tflite_int8"], "full_integer_problem": "3 float32 tensors remain"},
+    }
+    hungry = {**fits, "tflite_int8": {**fits["tflite_int8"], "arena_bytes": 2_001}}
+
+    assert gate(fits, policy, device)[0]
+    assert "pass: int8 file is full-integer" in gate(fits, policy, device)[1]
+    blessed, reasons = gate(float_ops, policy, device)
+    assert not blessed
+    assert "FAIL: int8 file is not full-integer: 3 float32 tensors remain" in reasons
+    blessed, reasons = gate(hungry, policy, device)
+    assert not blessed
+    assert (
+        reasons[-1] == "FAIL: tensor arena 2,001 bytes (tflite-micro) > RAM budget 2,000 of board"
+    )
+
+
 def test_a_drop_of_exactly_the_allowed_points_passes():
     # One test image in a hundred: 95% -> 94% with one point allowed.
     blessed, reasons = gate(
@@ -165,7 +192,9 @@ def test_evaluate_draws_a_confusion_png_per_stage_and_leaves_the_report_to_its_c
             assert image.format == "PNG"
     assert report["gate"]["blessed"] is True
     assert report["gate"]["policy"] == {"min_accuracy": 0.5, "max_drop_points": 50.0}
-    assert [r[:5] for r in report["gate"]["reasons"]] == ["pass:"] * 3
+    # accuracy, drop, flash, full-integer, arena: each measured on the real int8 file
+    assert [r[:5] for r in report["gate"]["reasons"]] == ["pass:"] * 5
+    assert report["stages"]["tflite_int8"]["arena_source"] == "tflite-micro"
 
 
 def test_evaluate_names_the_missing_stages(tmp_path):
