@@ -69,6 +69,21 @@ class RunSettings(StepConfig):
     )
     zoo_file: str = Field("", description="model zoo registry YAML; empty: the packaged zoo")
     model_id: str = Field("", description="the zoo entry to fine-tune; empty: the best fit")
+    model_uri: str = Field(
+        "",
+        description="your own whole model file instead of the zoo: Keras 2 .h5, Keras 3 "
+        ".keras/.h5 or a SavedModel folder; a local path or an fsspec URI",
+    )
+    feature_layer: str = Field(
+        "",
+        description="with model_uri: the layer the new head goes after; empty: the last "
+        "pooling/flatten layer or the input of the last Dense (logged)",
+    )
+    model_normalization: str = Field(
+        "",
+        description="with model_uri: input scaling, unit (0..1), symmetric (-1..1), raw "
+        "(0..255) or SCALE,OFFSET; empty: raw if the model rescales inside, else unit",
+    )
     domain: str = Field(
         "handwritten-digits", description="prefer zoo entries pretrained on this domain"
     )
@@ -95,6 +110,9 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "devices_file": ((RunSettings, "devices_file"),),
     "zoo_file": ((RunSettings, "zoo_file"),),
     "model_id": ((RunSettings, "model_id"),),
+    "model_uri": ((RunSettings, "model_uri"),),
+    "feature_layer": ((RunSettings, "feature_layer"),),
+    "model_normalization": ((RunSettings, "model_normalization"),),
     "domain": ((RunSettings, "domain"),),
     "allow_download": ((RunSettings, "allow_download"),),
     "val_fraction": ((IngestConfig, "val_fraction"),),

@@ -157,6 +157,35 @@ def _check_device_and_zoo(params: dict[str, Any], *, local: bool) -> None:
     model_id = params.get("model_id") or ""
     if model_id and model_id not in zoo:
         raise EdgetuneError(f"unknown zoo id {model_id!r}; known: {', '.join(sorted(zoo))}")
+    check_model_file(params, local=local)
+
+
+def check_model_file(params: dict[str, Any], *, local: bool) -> None:
+    """model_uri names a readable model file (its header is read), and the options that go
+    with it make sense; the file's layers are checked by select_model, before training."""
+    from edgetune.zoo.feature_layer import parse_normalization
+
+    uri = str(params.get("model_uri") or "")
+    for option in ("feature_layer", "model_normalization"):
+        if params.get(option) and not uri:
+            raise EdgetuneError(f"pipeline parameter {option} is set but model_uri is empty")
+    if not uri:
+        return
+    if params.get("model_id"):
+        raise EdgetuneError("pipeline parameters model_id and model_uri: give one model source")
+    if params.get("model_normalization"):
+        parse_normalization(str(params["model_normalization"]))
+    path = local_data_path(uri)
+    if path is None:
+        import fsspec
+
+        scheme = urlparse(uri).scheme
+        if scheme not in fsspec.available_protocols():
+            raise EdgetuneError(f"pipeline parameter model_uri={uri!r}: unknown scheme {scheme!r}")
+    elif local:
+        from edgetune.zoo.model_file import file_kind
+
+        file_kind(path)
 
 
 def check_data_uri(uri: str, *, local: bool = True) -> None:
@@ -267,7 +296,7 @@ def absolute_uri(uri: str) -> str:
 def resolve_file_params(params: dict[str, Any]) -> dict[str, Any]:
     """Local paths made absolute: components run in other processes, elsewhere."""
     out = dict(params)
-    for key in ("data_uri", *FILE_PARAMETERS):
+    for key in ("data_uri", "model_uri", *FILE_PARAMETERS):
         if out.get(key):
             out[key] = absolute_uri(os.fspath(out[key]))
     return out

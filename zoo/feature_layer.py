@@ -107,6 +107,23 @@ def cut_at(model: Any, layer_name: str) -> Any:
     return tf_keras.Model(model.input, x, name=model.name)
 
 
+def parse_normalization(override: str) -> tuple[float, float]:
+    """(scale, offset) of a `model_normalization` value.
+
+    Raises:
+        EdgetuneError: none of "unit", "symmetric", "raw" or "SCALE,OFFSET".
+    """
+    if override in NORMALIZATIONS:
+        return NORMALIZATIONS[override]
+    try:
+        scale, offset = (float(v) for v in override.split(","))
+    except ValueError:
+        raise EdgetuneError(
+            f"model_normalization={override!r}; accepted: {', '.join(NORMALIZATIONS)} or SCALE,OFFSET"
+        ) from None
+    return scale, offset
+
+
 def normalization(model: Any, override: str = "") -> tuple[dict[str, float], str]:
     """({"scale", "offset"} on 0..255 pixels, why) for the model's input.
 
@@ -118,15 +135,7 @@ def normalization(model: Any, override: str = "") -> tuple[dict[str, float], str
         EdgetuneError: an override that is none of those.
     """
     if override:
-        if override in NORMALIZATIONS:
-            scale, offset = NORMALIZATIONS[override]
-            return {"scale": scale, "offset": offset}, f"model_normalization={override}"
-        try:
-            scale, offset = (float(v) for v in override.split(","))
-        except ValueError:
-            raise EdgetuneError(
-                f"model_normalization={override!r}; accepted: {', '.join(NORMALIZATIONS)} or SCALE,OFFSET"
-            ) from None
+        scale, offset = parse_normalization(override)
         return {"scale": scale, "offset": offset}, f"model_normalization={override}"
     for layer in model.layers[:4]:
         if type(layer).__name__ in RESCALING:

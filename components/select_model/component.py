@@ -18,6 +18,9 @@ def select_model(
     model_id: str = "",
     domain: str = "handwritten-digits",
     allow_download: bool = False,
+    model_uri: str = "",
+    feature_layer: str = "",
+    model_normalization: str = "",
 ) -> str:
     """Chooses the backbone; writes selection.json (chosen entry, device, every verdict)."""
     from edgetune import config
@@ -29,11 +32,15 @@ def select_model(
         "select_model", run_name, pipeline_run_id, tracking_uri, experiment
     ):
         tracking.log_params(dict(device_profile=device_profile, model_id=model_id, domain=domain,
-                                 allow_download=allow_download))  # fmt: skip
+                                 allow_download=allow_download, model_uri=model_uri,
+                                 feature_layer=feature_layer,
+                                 model_normalization=model_normalization))  # fmt: skip
         device = config.device_profile(device_profile, devices_file or None)
         zoo = load_zoo(zoo_file or None)
-        chosen = core.select_model(
-            zoo, device, model_id=model_id, domain=domain, allow_download=allow_download
+        chosen = core.select_source(
+            zoo, device, model_id=model_id, domain=domain, allow_download=allow_download,
+            model_uri=model_uri, feature_layer=feature_layer,
+            model_normalization=model_normalization,  # fmt: skip
         )
         chosen.write(selection.path)
         tracking.record(chosen, selection)

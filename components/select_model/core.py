@@ -59,9 +59,11 @@ class Selection(StepOutput):
     entry: ZooEntry
     device: DeviceProfile
     candidates: tuple[Candidate, ...]
+    model_file: dict[str, Any] | None = None  # how a user's model file loaded, when used
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"model_file": self.model_file} if self.model_file else {}),
             "zoo_id": self.entry.id,
             "entry": self.entry.to_dict(),
             "device": self.device.to_dict(),
@@ -75,6 +77,7 @@ class Selection(StepOutput):
             entry=ZooEntry.from_dict(d["entry"]),
             device=DeviceProfile.from_dict(d["device"]),
             candidates=tuple(Candidate.from_dict(c) for c in d["candidates"]),
+            model_file=d.get("model_file"),
         )
 
     def summary_part(self) -> dict[str, Any]:
@@ -165,6 +168,42 @@ def select_model(
     best = max(pool, key=lambda c: (bool(domain) and c.domain == domain, c.top1))
     verdicts = tuple(_verdict(c, best, domain, model_id) for c in candidates)
     return Selection(entry=zoo[best.id], device=device, candidates=verdicts)
+
+
+def select_source(
+    zoo: dict[str, ZooEntry],
+    device: DeviceProfile,
+    *,
+    model_uri: str = "",
+    feature_layer: str = "",
+    model_normalization: str = "",
+    **options: Any,
+) -> Selection:
+    """The zoo's best fit, or with `model_uri` the user's model file (loaded, cut at its
+    feature layer, costed from the model) if it fits the device.
+
+    Args:
+        zoo: the zoo entries.
+        device: the target device.
+        model_uri: a whole model file (local path or fsspec URI); empty: the zoo.
+        feature_layer: where the new head goes; empty: found automatically.
+        model_normalization: the input scaling ("unit", "symmetric", "raw", "SCALE,OFFSET");
+            empty: from the model.
+        **options: select_model's `model_id`, `domain`, `allow_download`.
+
+    Raises:
+        EdgetuneError: the file cannot be used, or nothing fits (with the figures).
+    """
+    if not model_uri:
+        return select_model(zoo, device, **options)
+    from edgetune.zoo.model_source import entry_for_model_file
+
+    entry, report = entry_for_model_file(
+        model_uri, feature_layer_name=feature_layer, model_normalization=model_normalization
+    )
+    options.pop("model_id", None)
+    chosen = select_model(zoo, device, model_file=entry, **options)
+    return replace(chosen, model_file=report)
 
 
 def _verdict(c: Candidate, best: Candidate, domain: str, model_id: str) -> Candidate:

@@ -215,3 +215,25 @@ def test_the_tracking_schemes_are_ones_mlflow_accepts():
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     assert set(params.TRACKING_SCHEMES) <= set(_tracking_store_registry._registry)
+
+
+def test_a_model_file_and_its_options_are_checked_up_front(tiny, tmp_path):
+    notes = tmp_path / "notes.h5"
+    notes.write_text("not a model")
+
+    with pytest.raises(EdgetuneError, match="feature_layer is set but model_uri is empty"):
+        params.validate_values({**tiny, "feature_layer": "pool"})
+    with pytest.raises(EdgetuneError, match="notes.h5: not a model file"):
+        params.validate_values({**tiny, "model_uri": str(notes)})
+    with pytest.raises(EdgetuneError, match="gone.keras: no such model file"):
+        params.validate_values({**tiny, "model_uri": str(tmp_path / "gone.keras")})
+    with pytest.raises(
+        EdgetuneError, match="model_normalization='tanh'; accepted: unit, symmetric"
+    ):
+        params.validate_values({**tiny, "model_uri": str(notes), "model_normalization": "tanh"})
+    with pytest.raises(EdgetuneError, match="model_id and model_uri: give one model source"):
+        params.validate_values(
+            {**tiny, "model_uri": str(notes), "model_id": "edgetune-digitnet-32"}
+        )
+    with pytest.raises(EdgetuneError, match="model_uri='nope://x.h5': unknown scheme 'nope'"):
+        params.validate_values({**tiny, "model_uri": "nope://x.h5"})

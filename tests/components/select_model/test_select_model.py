@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from support import models as support
 
 from edgetune.components.select_model.core import (
     INT8_BYTES_PER_PARAM,
@@ -157,3 +158,35 @@ def test_the_packaged_zoo_gives_a_cortex_m7_the_shipped_digit_backbone():
     assert registry.weights_problem(zoo["edgetune-digitnet-32"]) is None
     big = next(c for c in selection.candidates if c.id == "keras-efficientnet-b0-224")
     assert any("flash at int8" in reason for reason in big.reasons)  # 4 M params > 2 MiB
+
+
+def test_a_model_file_is_the_source_when_given_and_judged_on_its_own_costs(tmp_path):
+    import dataclasses
+
+    import tf_keras as keras
+
+    from edgetune.components.select_model.core import select_source
+
+    image = keras.Input((16, 16, 1), name="pixels")
+    x = keras.layers.Conv2D(8, 3, name="body")(image)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    keras.Model(image, keras.layers.Dense(3, activation="softmax", name="old")(x)).save(
+        tmp_path / "mine.h5"
+    )
+    roomy = support.ROOMY_DEVICE
+
+    chosen = select_source({}, roomy, model_uri=str(tmp_path / "mine.h5"))
+
+    assert chosen.entry.architecture == "model-file" and chosen.entry.input_shape == (16, 16, 1)
+    assert chosen.entry.arguments == {"feature_layer": "pool"}
+    assert chosen.entry.macs == 14 * 14 * 8 * 9 and chosen.entry.params == 80
+    report = chosen.to_dict()["model_file"]
+    assert report["kind"] == "keras2-h5" and report["feature_layer"] == "pool"
+    tiny_ram = dataclasses.replace(roomy, name="tiny", ram_bytes=100)
+    with pytest.raises(
+        EdgetuneError,
+        match=r"mine.h5 does not fit device profile 'tiny' \(.*activation RAM > 0 KiB",
+    ):
+        select_source({}, tiny_ram, model_uri=str(tmp_path / "mine.h5"))
+    with pytest.raises(EdgetuneError, match="feature_layer='pol' is not a layer.*nearest: pool"):
+        select_source({}, roomy, model_uri=str(tmp_path / "mine.h5"), feature_layer="pol")
