@@ -156,4 +156,8 @@ def _stage_line(metrics: dict[str, Any]) -> str:
         parts.append(f"{metrics['size_bytes']:,} B (gzip {metrics.get('gzip_bytes', 0):,} B)")
     if "latency_ms_p50" in metrics:
         parts.append(f"p50 {metrics['latency_ms_p50']:.3f} ms")
+    if "arena_bytes" in metrics:
+        parts.append(f"arena {metrics['arena_bytes']:,} B")
+    if metrics.get("mode", "qat") != "qat":
+        parts.append(f"{metrics['mode']} ({metrics.get('fallback_reason') or 'some layers float'})")
     return ", ".join(parts)

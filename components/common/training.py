@@ -22,7 +22,8 @@ T = TypeVar("T")
 EpochHook = Callable[[str, int, dict[str, float]], None]
 SPLITS = ("train", "val", "test")
 _METRIC_KEYS = ("sparsity_before", "sparsity", "sparsity_kept", "val_accuracy")
-_SUMMARY_KEYS = ("sparsity", "sparsity_kept")
+# qat's `mode` ("qat", "qat-partial", "ptq-fallback") and `fallback_reason` too.
+_SUMMARY_KEYS = ("sparsity", "sparsity_kept", "mode", "fallback_reason")
 # A float model's artifact shows its accuracy and size; a pruned or QAT model's, its sparsity.
 _METADATA_KEYS = ("val_accuracy", "params")
 _STAGE_METADATA_KEYS = ("sparsity",)
@@ -58,6 +59,15 @@ class TrainReport(StepOutput):
 
     def metadata(self) -> dict[str, Any]:
         return self._pick(_STAGE_METADATA_KEYS if self.stage else _METADATA_KEYS)
+
+    def tags(self) -> dict[str, str]:
+        """qat's mode and, on the post-training fallback, why (MLflow tags)."""
+        if "mode" not in self.values:
+            return {}
+        return {
+            "qat_mode": self.values["mode"],
+            "qat_fallback": self.values.get("fallback_reason", ""),
+        }
 
     def _pick(self, keys: tuple[str, ...]) -> dict[str, Any]:
         return {k: self.values[k] for k in keys if k in self.values}

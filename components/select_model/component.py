@@ -38,8 +38,13 @@ def select_model(
         device = config.device_profile(device_profile, devices_file or None)
         zoo = load_zoo(zoo_file or None)
         chosen = core.select_source(
-            zoo, device, model_id=model_id, domain=domain, allow_download=allow_download,
-            model_uri=model_uri, feature_layer=feature_layer,
+            zoo,
+            device,
+            model_id=model_id,
+            domain=domain,
+            allow_download=allow_download,
+            model_uri=model_uri,
+            feature_layer=feature_layer,
             model_normalization=model_normalization,  # fmt: skip
         )
         chosen.write(selection.path)
