@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from edgetune import files
@@ -135,14 +135,16 @@ def pretrain(epochs: int = EPOCHS, seed: int = SEED) -> tuple[Any, dict[str, Any
 
 
 def record_in_registry(registry: Path, sha256: str, top1: float) -> None:
-    """Writes the new weights' sha256 and held-out accuracy into the zoo entry, in place."""
+    """Writes the new weights' sha256 and held-out accuracy into the zoo entry (a YAML round
+    trip; the header comment, which documents the fields, is kept)."""
     text = registry.read_text()
-    start = text.index(f"- id: {ZOO_ID}")
-    end = text.find("\n  - id:", start)
-    end = len(text) if end < 0 else end
-    block = re.sub(r"sha256: \S+", f"sha256: {sha256}", text[start:end])
-    block = re.sub(r"top1: \S+", f"top1: {top1:.4f}", block)
-    files.write_bytes(registry, (text[:start] + block + text[end:]).encode())
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    doc = yaml.safe_load(text)
+    (entry,) = [e for e in doc["models"] if e.get("id") == ZOO_ID]
+    entry["weights"]["sha256"] = sha256
+    entry["top1"] = round(top1, 4)
+    body = yaml.safe_dump(doc, sort_keys=False, width=100, default_flow_style=None)
+    files.write_bytes(registry, (header + body).encode())
 
 
 def main(args: argparse.Namespace) -> int:

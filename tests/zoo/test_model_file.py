@@ -188,3 +188,20 @@ def test_a_keras3_layer_without_a_tf_keras_twin_is_named(tmp_path):
         EdgetuneError, match=r"c.keras: layer 'doubler' \(Doubler\) has no tf_keras equivalent"
     ):
         load_model_file(str(tmp_path / "c.keras"))
+
+
+@pytest.mark.slow  # writing a SavedModel traces every function: about a minute here
+def test_a_tf_keras_savedmodel_folder_loads_like_an_h5(tmp_path):
+    import tf_keras
+
+    original = nested_classifier(tf_keras, tmp_path / "k2.h5", 1)
+    original.save(tmp_path / "saved", save_format="tf")
+
+    loaded = load_model_file(str(tmp_path / "saved"))
+
+    assert loaded.kind == "savedmodel"
+    assert_flat_unique(loaded.model)
+    assert loaded.tensors_copied == len(original.weights) and loaded.max_abs_diff < 1e-6
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgetuneError, match="empty: a folder but not a SavedModel"):
+        load_model_file(str(tmp_path / "empty"))
