@@ -19,12 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import compression, fanout, input_pipeline, machine, pipeline_time, pretraining
+from benchmarks import (
+    byom,
+    compression,
+    fanout,
+    input_pipeline,
+    machine,
+    pipeline_time,
+    pretraining,
+)
 from benchmarks.common import RESULTS_DIR, Progress
 from edgetune import files
 
 # Run order: fanout reuses compression's int8 file; the pipeline run goes last, on its own.
-SECTIONS = ("compression", "input_pipeline", "fanout", "pretraining", "pipeline_time")
+SECTIONS = ("compression", "input_pipeline", "fanout", "pretraining", "byom", "pipeline_time")
 SCHEMA = 1
 
 
@@ -42,6 +50,8 @@ def _section(name: str, work: Path, done: dict[str, Any]) -> dict[str, Any]:
         return fanout.run(target)
     if name == "pretraining":
         return pretraining.compare("default", pretraining.SEEDS)
+    if name == "byom":
+        return byom.run(target)
     if name == "pipeline_time":
         return pipeline_time.run(target)
     raise ValueError(f"unknown section {name!r}; accepted: {', '.join(SECTIONS)}")
