@@ -42,7 +42,9 @@ def deploy(
             signing_key=signing_key, smoke_count=smoke_samples, mlflow_run_id=tracking.active_run_id(),
         )  # fmt: skip
         mlflow.log_artifact(str(bundle_path), "bundle")
-        report = core.rollout_to_fleet(bundle_path, fleet_file, timeout_s=timeout_s)
+        report = core.rollout_to_fleet(
+            bundle_path, fleet_file, timeout_s=timeout_s, signing_key=signing_key
+        )
         report.write(bundle.path)
         tracking.record(report, bundle)
         version = evaluated.registered_version

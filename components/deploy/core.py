@@ -1,10 +1,12 @@
-"""Rolling a signed bundle out to a fleet of device agents, one status per device.
+"""Rolling a signed bundle out to a fleet of device agents, wave by wave, one status per device.
 
-Per device: ask `/health`; if it already serves this version and is `ok`, send nothing
-(`unchanged`). Otherwise push the bundle, ask `/health` again, and keep the new version only
-if the device reports it `ok`; a degraded or wrong version is rolled back on the device
-(`rolled_back`). Anything else is `failed`, with the reason. One device's failure never
-stops the others: each device is handled on its own worker thread with its own connection.
+Each device is handled as `device.DeviceRollout` says: read what it serves, push with
+compare-and-swap, keep the new model only if the device then reports its sha256 `ok`, else
+roll it back by a signed order naming what it served before. Devices go in waves
+(`rollout_waves`, e.g. "1,10%,50%,100%"); within a wave they are pushed in parallel and one
+device's failure never stops the others, but a wave whose failures exceed
+`max_failure_fraction` stops the rollout: its deployed devices are rolled back and later
+waves are not touched. The report says what every device serves, by sha256.
 """
 
 from __future__ import annotations
@@ -12,30 +14,38 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field
 
 from edgetune import files
 from edgetune.bundle import peek_manifest
 from edgetune.components.common.outputs import StepOutput
+from edgetune.components.deploy.device import (
+    BUNDLE_CONTENT_TYPE,
+    DEPLOYED,
+    FAILED,
+    ROLLED_BACK,
+    UNCHANGED,
+    DeviceRollout,
+    Target,
+)
+from edgetune.components.deploy.waves import Progress, abort_wave, plan_waves, recheck, run_wave
 from edgetune.errors import EdgetuneError
-from edgetune.fleet import FleetDevice, load_fleet, resolve_token
+from edgetune.fleet import FleetDevice, load_fleet
+from edgetune.signing import KeyInput, load_private_key
 from edgetune.step_config import StepConfig
 
-DEPLOYED = "deployed"
-UNCHANGED = "unchanged"
-ROLLED_BACK = "rolled_back"
-FAILED = "failed"
-BUNDLE_CONTENT_TYPE = "application/x-tar"
-CHAMPION_ALIAS = "champion"
+__all__ = ["BUNDLE_CONTENT_TYPE", "DEPLOYED", "FAILED", "ROLLED_BACK", "SKIPPED", "UNCHANGED",
+           "DeployConfig", "RolloutReport", "plan_waves", "rollout"]  # fmt: skip
 
-Progress = Callable[[dict[str, Any]], None]
+SKIPPED = "skipped"
+CHAMPION_ALIAS = "champion"
 
 
 class DeployConfig(StepConfig):
@@ -55,24 +65,37 @@ class DeployConfig(StepConfig):
 
 @dataclass(frozen=True)
 class RolloutReport(StepOutput):
-    """What a rollout did on each device: deploy's output.
+    """What a rollout did on each device, decided by the model sha256 each device reports:
+    deploy's output.
 
     Attributes:
         version: the bundle version rolled out.
-        devices: one dict per device, in fleet order: `name`, `url`, `status` (deployed,
-            unchanged, rolled_back or failed), `reason`, `seconds`, `bytes_sent`,
-            `served_version` (what the device serves afterwards, when known).
+        devices: one dict per device, in fleet order: `name`, `url`, `wave`, `status`
+            (deployed, unchanged, rolled_back, failed or skipped), `reason`, `seconds`,
+            `bytes_sent`, `served_version`, `served_sha256`, `served_sequence` (what the
+            device serves afterwards, when known), `before_version`, `before_sha256`.
+        model_sha256: the sha256 of the bundle's model.
+        sequence: the bundle's signed sequence.
+        waves: per wave, its devices and failures, and whether it stopped the rollout.
+        stopped: why the rollout stopped early, or None.
     """
 
     FILE: ClassVar[str] = files.DEPLOY_REPORT
 
     version: str
     devices: list[dict[str, Any]]
+    model_sha256: str = ""
+    sequence: int = 0
+    waves: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
 
     @property
     def succeeded(self) -> int:
-        """Devices serving the new version: deployed plus unchanged."""
-        return sum(d["status"] in (DEPLOYED, UNCHANGED) for d in self.devices)
+        """Devices that report serving the new model's sha256 (deployed or unchanged)."""
+        return sum(
+            d["status"] in (DEPLOYED, UNCHANGED) and d.get("served_sha256") == self.model_sha256
+            for d in self.devices
+        )
 
     @property
     def failed(self) -> int:
@@ -82,23 +105,39 @@ class RolloutReport(StepOutput):
     def rolled_back(self) -> int:
         return sum(d["status"] == ROLLED_BACK for d in self.devices)
 
+    @property
+    def skipped(self) -> int:
+        return sum(d["status"] == SKIPPED for d in self.devices)
+
     def to_dict(self) -> dict[str, Any]:
         """The `deploy` section of summary.json."""
         return {
             "version": self.version,
+            "model_sha256": self.model_sha256,
+            "sequence": self.sequence,
             "devices": [dict(d) for d in self.devices],
             "succeeded": self.succeeded,
             "failed": self.failed,
             "rolled_back": self.rolled_back,
+            "skipped": self.skipped,
+            "waves": [dict(w) for w in self.waves],
+            "stopped": self.stopped,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RolloutReport:
-        return cls(version=d["version"], devices=[dict(x) for x in d["devices"]])
+        return cls(
+            version=d["version"],
+            devices=[dict(x) for x in d["devices"]],
+            model_sha256=d.get("model_sha256", ""),
+            sequence=d.get("sequence", 0),
+            waves=[dict(w) for w in d.get("waves", [])],
+            stopped=d.get("stopped"),
+        )
 
     @property
     def serves_everywhere(self) -> bool:
-        """Every device of a non-empty fleet serves the new version."""
+        """Every device of a non-empty fleet reports serving the new model's sha256."""
         return bool(self.devices) and self.succeeded == len(self.devices)
 
     def aliases(self, registered_version: str) -> dict[str, str]:
@@ -107,42 +146,57 @@ class RolloutReport(StepOutput):
         return {CHAMPION_ALIAS: registered_version} if self.serves_everywhere else {}
 
     def check(self) -> None:
-        """Raises unless every device of the fleet serves the version (an empty fleet passes).
+        """Raises unless every device of the fleet serves the new model (an empty fleet passes).
 
         Raises:
-            EdgetuneError: one line naming each device that failed or was rolled back.
+            EdgetuneError: one line naming each device that failed, was rolled back or skipped.
         """
         if self.succeeded == len(self.devices):
             return
         bad = [
             f"{d['name']}: {d['status']} ({d['reason']})"
             for d in self.devices
-            if d["status"] in (FAILED, ROLLED_BACK)
+            if d["status"] not in (DEPLOYED, UNCHANGED)
+            or d.get("served_sha256") != self.model_sha256
         ]
+        stopped = f"; stopped at {self.stopped}" if self.stopped else ""
         raise EdgetuneError(
-            f"rollout of {self.version} reached {self.succeeded}/{len(self.devices)} devices; {'; '.join(bad)}"
+            f"rollout of {self.version} reached {self.succeeded}/{len(self.devices)} devices"
+            f"{stopped}; {'; '.join(bad[:5])}"
         )
 
     def metrics(self) -> dict[str, float]:
-        return {"succeeded": self.succeeded, "failed": self.failed, "rolled_back": self.rolled_back}
+        return {"succeeded": self.succeeded, "failed": self.failed,
+                "rolled_back": self.rolled_back, "skipped": self.skipped}  # fmt: skip
 
     def summary_part(self) -> dict[str, Any]:
         return {"deploy": self.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
-        return {"version": self.version, "devices": len(self.devices)}
+        return {"version": self.version, "devices": len(self.devices),
+                "model_sha256": self.model_sha256}  # fmt: skip
 
 
 def rollout_to_fleet(
-    bundle_path: str | os.PathLike, fleet_file: str, *, timeout_s: float = 30.0
+    bundle_path: str | os.PathLike,
+    fleet_file: str,
+    *,
+    timeout_s: float = 30.0,
+    signing_key: str | None = None,
+    **waves: Any,
 ) -> RolloutReport:
-    """`rollout` to every device of a fleet file ("" for none), one log line per device."""
+    """`rollout` to every device of a fleet file ("" for none), one log line per device.
+
+    `signing_key` signs rollback orders; `waves` are `rollout`'s wave options.
+    """
     devices = load_fleet(fleet_file) if fleet_file else []
-    return rollout(bundle_path, devices, timeout_s=timeout_s, progress=_print_progress)
+    return rollout(bundle_path, devices, timeout_s=timeout_s, progress=_print_progress,
+                   signing_key=signing_key or None, **waves)  # fmt: skip
 
 
 def _print_progress(device: dict[str, Any]) -> None:
-    print(f"{device['name']}: {device['status']} {device.get('reason') or ''}", flush=True)
+    wave = f"wave {device['wave']}: " if "wave" in device else ""
+    print(f"{wave}{device['name']}: {device['status']} {device.get('reason') or ''}", flush=True)
 
 
 def rollout(
@@ -152,131 +206,76 @@ def rollout(
     timeout_s: float = 30.0,
     progress: Progress | None = None,
     max_workers: int = 16,
+    signing_key: Ed25519PrivateKey | KeyInput | None = None,
+    waves: str = "100%",
+    max_failure_fraction: float = 1.0,
+    soak_s: float = 0.0,
 ) -> RolloutReport:
-    """Deploys a bundle to every device and reports each device's outcome.
+    """Deploys a bundle wave by wave and reports what each device serves afterwards.
 
     Args:
         bundle_path: the signed bundle (see `edgetune.bundle.build_bundle`).
         devices: the agents to deploy to, e.g. from `edgetune.fleet.load_fleet`.
         timeout_s: limit for each HTTP request; a push includes the device's smoke test.
         progress: called with each device's result as it finishes, in the calling thread.
-        max_workers: devices handled at the same time.
+        max_workers: devices pushed to at the same time (push concurrency).
+        signing_key: signs rollback orders (a device that fails its smoke test, or a wave
+            that is stopped, goes back to what it served); without it nothing is rolled back.
+        waves: cumulative wave sizes, counts or percentages, e.g. "1,10%,50%,100%".
+        max_failure_fraction: a wave whose share of failed or rolled-back devices exceeds
+            this stops the rollout: its deployed devices are rolled back, later waves skipped.
+        soak_s: seconds to wait after a wave before checking its devices again.
 
     Returns:
         The report; devices in the order given.
 
     Raises:
-        EdgetuneError: the bundle cannot be read (no device is contacted then).
+        EdgetuneError: the bundle cannot be read, or a bad `waves` (no device is contacted).
     """
     data = Path(bundle_path).read_bytes()
-    version = peek_manifest(data).version
-    results: list[dict[str, Any]] = [{} for _ in devices]
-    # One TLS context for the whole rollout: building one costs tens of milliseconds.
-    tls = httpx.create_ssl_context()
-    if devices:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(devices)))) as pool:
-            futures = {
-                pool.submit(_DeviceRollout(device, data, version, timeout_s, tls).run): i
-                for i, device in enumerate(devices)
-            }
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if progress:
-                    progress(results[futures[future]])
-    return RolloutReport(version=version, devices=results)
+    target = Target.of(data, peek_manifest(data))
+    key = _private_key(signing_key)
+    plan = plan_waves(len(devices), waves)
+    results: list[dict[str, Any]] = [
+        {"name": d.name, "url": d.url, "status": SKIPPED, "reason": "", "bytes_sent": 0}
+        for d in devices
+    ]
+    contexts = _tls_contexts(devices)
+    summary, stopped = [], None
+    for number, (lo, hi) in enumerate(plan, start=1):
+        runs = [
+            DeviceRollout(d, target, timeout_s, contexts[d.ca_file], key) for d in devices[lo:hi]
+        ]
+        run_wave(runs, results, lo, number, max_workers, progress)
+        if soak_s > 0:
+            time.sleep(soak_s)
+            recheck(runs, results, lo, timeout_s, contexts)
+        failures = sum(r["status"] in (FAILED, ROLLED_BACK) for r in results[lo:hi])
+        wave = {"wave": number, "devices": [d.name for d in devices[lo:hi]], "failures": failures}
+        summary.append(wave)
+        if failures > max_failure_fraction * (hi - lo):
+            stopped = (
+                f"wave {number}: {failures} of {hi - lo} devices failed, above "
+                f"max_failure_fraction={max_failure_fraction:g}; later waves untouched"
+            )
+            wave["stopped"] = True
+            abort_wave(runs, results, lo, stopped)
+            for r in results[hi:]:
+                r["reason"] = f"not attempted: {stopped}"
+            break
+    return RolloutReport(target.version, results, target.model_sha256, target.sequence,
+                         summary, stopped)  # fmt: skip
 
 
-class _Refused(Exception):
-    """The device answered, but not as hoped; the message is the report's reason."""
+def _tls_contexts(devices: Sequence[FleetDevice]) -> dict[str | None, ssl.SSLContext]:
+    # One context per CA file for the whole rollout: building one costs tens of milliseconds.
+    contexts: dict[str | None, ssl.SSLContext] = {None: httpx.create_ssl_context()}
+    for ca_file in {d.ca_file for d in devices if d.ca_file}:
+        contexts[ca_file] = ssl.create_default_context(cafile=ca_file)
+    return contexts
 
 
-class _DeviceRollout:
-    """The health → push → health → (rollback) conversation with one device."""
-
-    def __init__(
-        self, device: FleetDevice, data: bytes, version: str, timeout_s: float, tls: ssl.SSLContext
-    ) -> None:
-        self.device, self.data, self.version = device, data, version
-        self.timeout_s, self.tls = timeout_s, tls
-        self.bytes_sent = 0
-        self.served_version: str | None = None
-
-    def run(self) -> dict[str, Any]:
-        """Never raises: every failure becomes this device's `failed` status and reason."""
-        start = time.perf_counter()
-        try:
-            with httpx.Client(
-                base_url=self.device.url, timeout=self.timeout_s, verify=self.tls
-            ) as client:
-                status, reason = self._converse(client)
-        except httpx.TransportError as e:
-            status, reason = FAILED, f"unreachable: {self.device.url} ({_describe(e)})"
-        except (_Refused, EdgetuneError) as e:
-            status, reason = FAILED, str(e)
-        except Exception as e:  # noqa: BLE001 - one device's surprise must not end the rollout
-            status, reason = FAILED, f"unexpected {type(e).__name__}: {e}"
-        return {
-            "name": self.device.name,
-            "url": self.device.url,
-            "status": status,
-            "reason": reason,
-            "seconds": round(time.perf_counter() - start, 3),
-            "bytes_sent": self.bytes_sent,
-            "served_version": self.served_version,
-        }
-
-    def _converse(self, client: httpx.Client) -> tuple[str, str]:
-        health = self._health(client)
-        if health.get("version") == self.version and health.get("status") == "ok":
-            return UNCHANGED, f"already serving {self.version}"
-        token = resolve_token(self.device)
-        auth = {"Authorization": f"Bearer {token}"}
-        self.bytes_sent = len(self.data)
-        pushed = client.put(
-            "/bundle", content=self.data, headers={**auth, "Content-Type": BUNDLE_CONTENT_TYPE}
-        )
-        self._expect_ok(pushed, "push")
-        health = self._health(client)
-        if health.get("version") == self.version and health.get("status") == "ok":
-            return DEPLOYED, ""
-        return self._roll_back(client, auth, _why_unhealthy(health, self.version))
-
-    def _roll_back(self, client: httpx.Client, auth: dict[str, str], why: str) -> tuple[str, str]:
-        answer = client.post("/rollback", headers=auth)
-        if answer.status_code == 409:
-            return FAILED, f"{why}; cannot roll back: {_detail(answer)}"
-        self._expect_ok(answer, "rollback")
-        self.served_version = answer.json().get("version")
-        return ROLLED_BACK, why
-
-    def _health(self, client: httpx.Client) -> dict[str, Any]:
-        answer = client.get("/health")
-        self._expect_ok(answer, "health check")
-        health = answer.json()
-        self.served_version = health.get("version")
-        return health
-
-    def _expect_ok(self, answer: httpx.Response, what: str) -> None:
-        if answer.status_code == 401:
-            raise _Refused(f"token refused by {self.device.name}")
-        if answer.status_code != 200:
-            raise _Refused(f"{what} refused by {self.device.name}: {_detail(answer)}")
-
-
-def _why_unhealthy(health: dict[str, Any], version: str) -> str:
-    smoke = health.get("smoke") or {}
-    if health.get("version") == version and health.get("status") == "degraded" and smoke:
-        return f"smoke agreement {smoke['agreement']:.2f} < {smoke['min_agreement']:.2f}"
-    return f"device serves {health.get('version')} ({health.get('status')}) after the push of {version}"
-
-
-def _detail(answer: httpx.Response) -> str:
-    try:
-        detail = answer.json().get("detail")
-    except ValueError:
-        detail = None
-    return f"{answer.status_code} {detail or answer.text[:200] or answer.reason_phrase}"
-
-
-def _describe(error: httpx.TransportError) -> str:
-    return str(error) or type(error).__name__
+def _private_key(key: Ed25519PrivateKey | KeyInput | None) -> Ed25519PrivateKey | None:
+    if key is None or isinstance(key, Ed25519PrivateKey):
+        return key
+    return load_private_key(key)

@@ -42,13 +42,17 @@ def test_rollout_deploys_then_sends_nothing_the_second_time(start_agent, make_bu
 
 
 def test_degraded_device_is_rolled_back_to_the_previous_version(
-    start_agent, make_bundle, monkeypatch
+    start_agent, make_bundle, monkeypatch, keys, other_model_file
 ):
     monkeypatch.setenv("AGENT_TOKEN", support.TOKEN)
     agent = start_agent()
     rollout(make_bundle("1.0.0"), [device("dev", agent)])
 
-    report = rollout(make_bundle("2.0.0", disagree=True), [device("dev", agent)])
+    report = rollout(
+        make_bundle("2.0.0", disagree=True, model=other_model_file),
+        [device("dev", agent)],
+        signing_key=keys.private,
+    )
 
     (result,) = report.devices
     assert result["status"] == "rolled_back"
@@ -63,7 +67,9 @@ def test_degraded_first_install_cannot_roll_back_and_fails(start_agent, make_bun
     (result,) = rollout(make_bundle("1.0.0", disagree=True), [device("dev", start_agent())]).devices
 
     assert result["status"] == "failed"
-    assert result["reason"].startswith("smoke agreement 0.00 < 1.00; cannot roll back: 409")
+    assert result["reason"] == (
+        "smoke agreement 0.00 < 1.00; cannot roll back: nothing was served before"
+    )
 
 
 def test_every_device_gets_a_status_whatever_the_others_do(
@@ -119,8 +125,10 @@ def test_report_dict_has_the_summary_keys(start_agent, make_bundle, monkeypatch)
 
     report = rollout(make_bundle("4.2"), [device("dev", start_agent())]).to_dict()
 
-    assert set(report) == {"version", "devices", "succeeded", "failed", "rolled_back"}
+    assert set(report) == {"version", "model_sha256", "sequence", "devices", "succeeded",
+                           "failed", "rolled_back", "skipped", "waves", "stopped"}  # fmt: skip
     assert report["version"] == "4.2"
     assert set(report["devices"][0]) == {
-        "name", "url", "status", "reason", "seconds", "bytes_sent", "served_version"
+        "name", "url", "wave", "status", "reason", "seconds", "bytes_sent", "served_version",
+        "served_sha256", "served_sequence", "before_version", "before_sha256",
     }  # fmt: skip
