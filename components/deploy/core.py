@@ -173,8 +173,7 @@ class RolloutReport(StepOutput):
         return {"deploy": self.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
-        return {"version": self.version, "devices": len(self.devices),
-                "model_sha256": self.model_sha256}  # fmt: skip
+        return {"version": self.version, "devices": len(self.devices)}
 
 
 def rollout_to_fleet(

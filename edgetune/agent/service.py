@@ -146,8 +146,6 @@ class Agent:
             NoPreviousVersion: the named version (with that model) is not installed.
             PreconditionFailed: `if_match` is given and does not match `etag`.
         """
-        if not order_body.strip():
-            return self._swap_to_previous(if_match)
         order = open_rollback_order(order_body, self._key)
         with self._lock:
             self._check_precondition(if_match)
@@ -164,19 +162,6 @@ class Agent:
                     f"version {order.version} is installed here with another model than the order names"
                 )
             self._state = self.store.return_to(state, order.version, order.sequence)
-            self._serve(served)
-        return self.report()
-
-    def _swap_to_previous(self, if_match: str | None) -> dict[str, Any]:
-        # Transitional: the deployer's rollback right after a failed push, until it sends
-        # signed orders. It can only return to `previous`, which the token holder just left.
-        with self._lock:
-            self._check_precondition(if_match)
-            state = self._state
-            if not state.previous or not self.store.version_dir(state.previous).is_dir():
-                raise NoPreviousVersion("no previous version to roll back to")
-            served = self._load_installed(state.previous)
-            self._state = self.store.return_to(state, state.previous, state.sequence)
             self._serve(served)
         return self.report()
 

@@ -472,3 +472,14 @@ def test_manifest_json_of_a_pushed_bundle_is_what_was_signed(start_agent, make_b
 
     on_disk = (agent.state_dir / "versions" / "1.0.0" / "manifest.json").read_bytes()
     assert on_disk == members(path)["manifest.json"] and json.loads(on_disk)["sequence"] == 7
+
+
+def test_a_rollback_without_a_signed_order_is_refused(start_agent, make_bundle):
+    agent = start_agent()
+    put(agent.url, make_bundle("1.0.0", sequence=1).read_bytes())
+    put(agent.url, make_bundle("2.0.0", disagree=True, sequence=2).read_bytes())
+
+    for body in (b"", b"{}", b'{"version": "1.0.0"}'):
+        answer = httpx.post(f"{agent.url}/rollback", content=body, headers=auth())
+        assert answer.status_code == 400 and "rollback order" in answer.json()["detail"]
+    assert health(agent.url)["version"] == "2.0.0"

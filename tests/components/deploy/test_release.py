@@ -24,26 +24,35 @@ def evaluation(version: str = "7", blessed: bool = True) -> Evaluation:
     )
 
 
+SHA = "ab" * 32  # the rolled-out model's sha256
+
+
 def device(name: str, status: str) -> dict:
+    # A device that took the model reports its sha256; the report counts by that, not by status.
+    served = SHA if status in ("deployed", "unchanged") else None
     return {"name": name, "url": f"http://{name}", "status": status, "reason": f"why {name}",
-            "seconds": 0.1, "bytes_sent": 0, "served_version": None}  # fmt: skip
+            "seconds": 0.1, "bytes_sent": 0, "served_version": None, "served_sha256": served}  # fmt: skip
+
+
+def report_of(*devices: dict) -> core.RolloutReport:
+    return core.RolloutReport("v7", list(devices), model_sha256=SHA)
 
 
 def test_the_champion_moves_only_when_every_device_serves_the_version():
-    everywhere = core.RolloutReport("v7", [device("a", "deployed"), device("b", "unchanged")])
-    one_failed = core.RolloutReport("v7", [device("a", "deployed"), device("b", "failed")])
-    rolled_back = core.RolloutReport("v7", [device("a", "rolled_back")])
-    no_fleet = core.RolloutReport("v7", [])
+    everywhere = report_of(device("a", "deployed"), device("b", "unchanged"))
+    one_failed = report_of(device("a", "deployed"), device("b", "failed"))
+    rolled_back = report_of(device("a", "rolled_back"))
+    no_fleet = report_of()
+    says_deployed_serves_other = report_of({**device("a", "deployed"), "served_sha256": "cd" * 32})
 
     assert everywhere.aliases("7") == {"champion": "7"}
+    assert says_deployed_serves_other.aliases("7") == {}
     assert one_failed.aliases("7") == {} and rolled_back.aliases("7") == {}
     assert no_fleet.aliases("7") == {}  # nothing serves it: no proof it works on a device
 
 
 def test_an_incomplete_rollout_raises_naming_every_device_that_did_not_take_it():
-    report = core.RolloutReport(
-        "v7", [device("a", "deployed"), device("b", "failed"), device("c", "rolled_back")]
-    )
+    report = report_of(device("a", "deployed"), device("b", "failed"), device("c", "rolled_back"))
 
     with pytest.raises(EdgetuneError) as caught:
         report.check()
@@ -51,18 +60,18 @@ def test_an_incomplete_rollout_raises_naming_every_device_that_did_not_take_it()
     assert str(caught.value) == (
         "rollout of v7 reached 1/3 devices; b: failed (why b); c: rolled_back (why c)"
     )
-    core.RolloutReport("v7", [device("a", "unchanged")]).check()  # all serve it: no error
-    core.RolloutReport("v7", []).check()
+    report_of(device("a", "unchanged")).check()  # all serve it: no error
+    report_of().check()
 
 
 def test_the_deploy_report_round_trips_and_fills_the_summary_deploy_section(tmp_path):
-    report = core.RolloutReport("v7", [device("a", "deployed"), device("b", "failed")])
+    report = report_of(device("a", "deployed"), device("b", "failed"))
 
     report.write(tmp_path)
 
     assert core.RolloutReport.read(tmp_path) == report
     assert report.summary_part() == {"deploy": report.to_dict()}
-    assert report.metrics() == {"succeeded": 1, "failed": 1, "rolled_back": 0}
+    assert report.metrics() == {"succeeded": 1, "failed": 1, "rolled_back": 0, "skipped": 0}
     assert report.metadata() == {"version": "v7", "devices": 2}
 
 
