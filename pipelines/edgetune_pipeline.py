@@ -69,6 +69,10 @@ def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run pa
     signing_key: str = D.signing_key,
     smoke_samples: int = D.smoke_samples,
     deploy_timeout_s: float = D.deploy_timeout_s,
+    rollout_waves: str = D.rollout_waves,
+    max_failure_fraction: float = D.max_failure_fraction,
+    rollout_soak_s: float = D.rollout_soak_s,
+    push_concurrency: int = D.push_concurrency,
     seed: int = D.seed,
 ):
     run = {
@@ -170,5 +174,9 @@ def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run pa
                 signing_key=signing_key,
                 smoke_samples=smoke_samples,
                 timeout_s=deploy_timeout_s,
+                rollout_waves=rollout_waves,
+                max_failure_fraction=max_failure_fraction,
+                soak_s=rollout_soak_s,
+                push_concurrency=push_concurrency,
                 **run,
             )

@@ -144,6 +144,10 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "signing_key": ((RunSettings, "signing_key"),),
     "smoke_samples": ((DeployConfig, "smoke_samples"),),
     "deploy_timeout_s": ((DeployConfig, "timeout_s"),),
+    "rollout_waves": ((DeployConfig, "rollout_waves"),),
+    "max_failure_fraction": ((DeployConfig, "max_failure_fraction"),),
+    "rollout_soak_s": ((DeployConfig, "soak_s"),),
+    "push_concurrency": ((DeployConfig, "push_concurrency"),),
     "seed": (
         (FineTuneConfig, "seed"),  # first: its help text is the one shown
         (PreprocessConfig, "seed"),

@@ -23,6 +23,10 @@ def deploy(
     signing_key: str = "",
     smoke_samples: int = 16,
     timeout_s: float = 30.0,
+    rollout_waves: str = "100%",
+    max_failure_fraction: float = 1.0,
+    soak_s: float = 0.0,
+    push_concurrency: int = 16,
 ):
     """Signs bundle-<version>.tar and pushes it to the fleet; fails (after reporting every
     device) unless every device serves it, and only then moves the `champion` alias."""
@@ -43,8 +47,10 @@ def deploy(
         )  # fmt: skip
         mlflow.log_artifact(str(bundle_path), "bundle")
         report = core.rollout_to_fleet(
-            bundle_path, fleet_file, timeout_s=timeout_s, signing_key=signing_key
-        )
+            bundle_path, fleet_file, timeout_s=timeout_s, signing_key=signing_key,
+            waves=rollout_waves, max_failure_fraction=max_failure_fraction, soak_s=soak_s,
+            max_workers=push_concurrency,
+        )  # fmt: skip
         report.write(bundle.path)
         tracking.record(report, bundle)
         version = evaluated.registered_version

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgetune import files
 from edgetune.bundle import peek_manifest
@@ -35,7 +35,14 @@ from edgetune.components.deploy.device import (
     DeviceRollout,
     Target,
 )
-from edgetune.components.deploy.waves import Progress, abort_wave, plan_waves, recheck, run_wave
+from edgetune.components.deploy.waves import (
+    Progress,
+    abort_wave,
+    plan_waves,
+    recheck,
+    run_wave,
+    wave_problem,
+)
 from edgetune.errors import EdgetuneError
 from edgetune.fleet import FleetDevice, load_fleet
 from edgetune.signing import KeyInput, load_private_key
@@ -61,6 +68,29 @@ class DeployConfig(StepConfig):
         gt=0,
         description="seconds allowed for each HTTP request to a device (a push includes its smoke test)",
     )
+    rollout_waves: str = Field(
+        "100%",
+        min_length=1,
+        description="cumulative wave sizes, counts or percentages, e.g. 1,10%,50%,100%",
+    )
+    max_failure_fraction: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="a wave with a larger share of failed devices stops the rollout and rolls it back",
+    )
+    soak_s: float = Field(
+        0.0, ge=0, description="seconds to wait after each wave before checking it again"
+    )
+    push_concurrency: int = Field(16, ge=1, description="devices pushed to at the same time")
+
+    @field_validator("rollout_waves")
+    @classmethod
+    def _waves(cls, waves: str) -> str:
+        problem = wave_problem(waves)
+        if problem:
+            raise ValueError(problem)
+        return waves
 
 
 @dataclass(frozen=True)

@@ -24,29 +24,35 @@ def plan_waves(n: int, waves: str) -> list[tuple[int, int]]:
     Raises:
         EdgetuneError: a size that is not a positive count or a percentage in (0, 100].
     """
-    bounds = []
-    for token in (t.strip() for t in waves.split(",")):
-        try:
-            if token.endswith("%"):
-                share = float(token[:-1])
-                if not 0 < share <= 100:
-                    raise ValueError
-                bounds.append(min(n, math.ceil(n * share / 100)))
-            else:
-                count = int(token)
-                if count < 1:
-                    raise ValueError
-                bounds.append(min(n, count))
-        except ValueError:
-            raise EdgetuneError(
-                f"rollout_waves={waves!r}: {token!r} is not a count >= 1 or a percentage in (0, 100]"
-            ) from None
+    bounds = _bounds(n, waves)
     plan, lo = [], 0
     for hi in [*bounds, n]:
         if hi > lo:
             plan.append((lo, hi))
             lo = hi
     return plan
+
+
+def wave_problem(waves: str) -> str | None:
+    """What is wrong with a `waves` string, or None."""
+    for token in (t.strip() for t in waves.split(",")):
+        try:
+            value = float(token[:-1]) if token.endswith("%") else int(token)
+        except ValueError:
+            value = 0
+        if not (0 < value <= 100 if token.endswith("%") else value >= 1):
+            return f"{token!r} is not a count >= 1 or a percentage in (0, 100]"
+    return None
+
+
+def _bounds(n: int, waves: str) -> list[int]:
+    problem = wave_problem(waves)
+    if problem:
+        raise EdgetuneError(f"rollout_waves={waves!r}: {problem}")
+    tokens = [t.strip() for t in waves.split(",")]
+    return [
+        min(n, math.ceil(n * float(t[:-1]) / 100) if t.endswith("%") else int(t)) for t in tokens
+    ]
 
 
 def run_wave(
