@@ -73,6 +73,7 @@ def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run pa
     max_failure_fraction: float = D.max_failure_fraction,
     rollout_soak_s: float = D.rollout_soak_s,
     push_concurrency: int = D.push_concurrency,
+    rollout_tags: str = D.rollout_tags,
     seed: int = D.seed,
 ):
     run = {
@@ -178,5 +179,6 @@ def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run pa
                 max_failure_fraction=max_failure_fraction,
                 soak_s=rollout_soak_s,
                 push_concurrency=push_concurrency,
+                rollout_tags=rollout_tags,
                 **run,
             )

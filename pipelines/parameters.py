@@ -148,6 +148,7 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "max_failure_fraction": ((DeployConfig, "max_failure_fraction"),),
     "rollout_soak_s": ((DeployConfig, "soak_s"),),
     "push_concurrency": ((DeployConfig, "push_concurrency"),),
+    "rollout_tags": ((DeployConfig, "rollout_tags"),),
     "seed": (
         (FineTuneConfig, "seed"),  # first: its help text is the one shown
         (PreprocessConfig, "seed"),

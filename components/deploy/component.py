@@ -27,6 +27,7 @@ def deploy(
     max_failure_fraction: float = 1.0,
     soak_s: float = 0.0,
     push_concurrency: int = 16,
+    rollout_tags: str = "",
 ):
     """Signs bundle-<version>.tar and pushes it to the fleet; fails (after reporting every
     device) unless every device serves it, and only then moves the `champion` alias."""
@@ -49,7 +50,7 @@ def deploy(
         report = core.rollout_to_fleet(
             bundle_path, fleet_file, timeout_s=timeout_s, signing_key=signing_key,
             waves=rollout_waves, max_failure_fraction=max_failure_fraction, soak_s=soak_s,
-            max_workers=push_concurrency,
+            max_workers=push_concurrency, tags=rollout_tags,
         )  # fmt: skip
         report.write(bundle.path)
         tracking.record(report, bundle)

@@ -44,7 +44,7 @@ from edgetune.components.deploy.waves import (
     wave_problem,
 )
 from edgetune.errors import EdgetuneError
-from edgetune.fleet import FleetDevice, load_fleet
+from edgetune.fleet import FleetDevice, load_fleet, select
 from edgetune.signing import KeyInput, load_private_key
 from edgetune.step_config import StepConfig
 
@@ -83,6 +83,9 @@ class DeployConfig(StepConfig):
         0.0, ge=0, description="seconds to wait after each wave before checking it again"
     )
     push_concurrency: int = Field(16, ge=1, description="devices pushed to at the same time")
+    rollout_tags: str = Field(
+        "", description="deploy only to fleet devices carrying all these tags (comma-separated)"
+    )
 
     @field_validator("rollout_waves")
     @classmethod
@@ -212,13 +215,16 @@ def rollout_to_fleet(
     *,
     timeout_s: float = 30.0,
     signing_key: str | None = None,
+    tags: str = "",
     **waves: Any,
 ) -> RolloutReport:
-    """`rollout` to every device of a fleet file ("" for none), one log line per device.
+    """`rollout` to the devices of a fleet file ("" for none) carrying every tag in `tags`
+    (comma-separated; "" for all), in file order, one log line per device.
 
     `signing_key` signs rollback orders; `waves` are `rollout`'s wave options.
     """
-    devices = load_fleet(fleet_file) if fleet_file else []
+    wanted = [t.strip() for t in tags.split(",") if t.strip()]
+    devices = select(load_fleet(fleet_file), wanted) if fleet_file else []
     return rollout(bundle_path, devices, timeout_s=timeout_s, progress=_print_progress,
                    signing_key=signing_key or None, **waves)  # fmt: skip
 

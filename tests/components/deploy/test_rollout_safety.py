@@ -214,3 +214,19 @@ def test_tls_device_is_verified_against_the_fleets_ca_file(tmp_path, keys, make_
         assert result["status"] == "deployed"
     finally:
         agent.stop()
+
+
+def test_rollout_to_fleet_picks_devices_by_tags_in_file_order(start_agent, make_bundle, tmp_path):
+    from edgetune.components.deploy.core import rollout_to_fleet
+
+    agents = [start_agent(f"a{i}") for i in range(3)]
+    tags = [["store-1", "cam"], ["store-2", "cam"], ["store-1"]]
+    lines = [f"  - {{name: d{i}, url: '{a.url}', token_ref: 'env:AGENT_TOKEN', tags: {t}}}"
+             for i, (a, t) in enumerate(zip(agents, tags, strict=True))]  # fmt: skip
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text("devices:\n" + "\n".join(lines) + "\n")
+
+    report = rollout_to_fleet(make_bundle("1.0.0"), str(fleet_file), tags="store-1, cam")
+
+    assert [d["name"] for d in report.devices] == ["d0"]
+    assert [health(a)["status"] for a in agents] == ["ok", "empty", "empty"]
