@@ -1,5 +1,6 @@
-"""What every benchmark shares: the default data through the real ingest and preprocess,
-plain progress lines, medians and ratios.
+"""What every benchmark shares: the default data, progress lines, medians and ratios.
+
+The default data goes through the real ingest and preprocess.
 
 Nothing here imports TensorFlow at import time.
 """
@@ -86,15 +87,18 @@ class Progress:
         self.start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
+        """Prints `message` to stderr, prefixed with the section and the seconds since it started."""
         elapsed = time.perf_counter() - self.start
         print(f"[{self.section} +{elapsed:.0f}s] {message}", file=sys.stderr, flush=True)
 
 
 def median(values: Sequence[float]) -> float:
+    """The median of `values` as a plain float."""
     return float(statistics.median(values))
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
+    """`value / reference`, or None when either is missing (or the reference is zero)."""
     if value is None or not reference:
         return None
     return value / reference

@@ -270,6 +270,7 @@ def run(work: Path, *, rounds: int = 31, latency_runs: int = 200) -> dict[str, A
 
 
 def main() -> None:
+    """Command line: runs the compression comparison in a scratch folder and emits the result."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--latency-runs", type=int, default=200)

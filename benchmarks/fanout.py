@@ -68,8 +68,11 @@ def make_bundle(model: Path, data_dir: Path, key: Path, version: str, out: Path)
 
 
 def start_fleet(n: int, root: Path, public: Path, log: Progress, attempts: int = 3) -> tuple:
-    """`start_local_fleet`, retried: it picks each agent's port before the agent binds it,
-    so on a busy machine another process can take the port first (the agent then exits)."""
+    """`start_local_fleet`, retried when an agent loses its port.
+
+    It picks each agent's port before the agent binds it, so on a busy machine another
+    process can take the port first (the agent then exits).
+    """
     for attempt in range(1, attempts + 1):
         home = root / f"attempt-{attempt}"
         try:
@@ -110,6 +113,11 @@ def run(
     sizes: tuple[int, ...] = SIZES,
     repeats: int = 5,
 ) -> dict[str, Any]:
+    """Rolls one bundle out to every fleet size, `repeats` times interleaved; returns the timings.
+
+    Each rollout is followed by a second one of the same version, which should send no model
+    bytes. Without `model`, the int8 file is built from the zoo backbone (see the module).
+    """
     log = Progress("fanout")
     if data_dir is None:
         log("ingest + preprocess of the default data (for the spec and smoke samples)")
@@ -177,6 +185,7 @@ def run(
 
 
 def main() -> None:
+    """Command line: runs the fan-out benchmark in a scratch folder and emits the result."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="an int8 .tflite (default: see above)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))

@@ -49,6 +49,7 @@ def training_files_folder(dataset_dir: Path, source: Path, out: Path) -> int:
 
 
 def keras_dataset(folder: Path, spec: Any, batch_size: int, cache: bool, seed: int) -> Any:
+    """Keras' `image_dataset_from_directory` over `folder`, sized and normalised by `spec`."""
     import tensorflow as tf
     import tf_keras as keras
 
@@ -94,6 +95,7 @@ def break_even(one_time: float, epoch_once: float, epoch_each: float) -> float |
 
 
 def run(work: Path, *, rounds: int = 31) -> dict[str, Any]:
+    """Times an epoch of each input pipeline over `rounds` rounds; returns images/s and break-evens."""
     import tensorflow as tf
 
     log = Progress("input_pipeline")
@@ -166,6 +168,7 @@ def run(work: Path, *, rounds: int = 31) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Command line: runs the input-pipeline benchmark in a scratch folder and emits the result."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--out", help="also write the JSON result here")

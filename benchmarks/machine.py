@@ -38,6 +38,7 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 
 def memory_gib() -> float | None:
+    """Total memory in GiB from /proc/meminfo, or None where it cannot be read."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
@@ -48,6 +49,7 @@ def memory_gib() -> float | None:
 
 
 def versions() -> dict[str, str]:
+    """The installed version of each library in LIBRARIES ("not installed" when missing)."""
     found = {}
     for name in LIBRARIES:
         try:
@@ -58,6 +60,7 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
+    """The repository's short HEAD commit, or "unknown" outside a git checkout."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
@@ -77,6 +80,7 @@ def load_average() -> list[float]:
 
 
 def describe() -> dict[str, Any]:
+    """The machine, the date, the load and the library versions a benchmark ran with."""
     return {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
@@ -93,6 +97,7 @@ def describe() -> dict[str, Any]:
 
 
 def main() -> None:
+    """Command line: prints the machine description as JSON."""
     emit(describe(), None)
 
 

@@ -110,6 +110,7 @@ def import_probe() -> tuple[float, dict[str, float]]:
 
 
 def bare_interpreter() -> float:
+    """Wall seconds of starting a Python interpreter that does nothing."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     return time.perf_counter() - start
@@ -129,6 +130,11 @@ def kfp_task(root: Path, component: Any, **arguments: Any) -> float:
 
 
 def fixed_cost_probes(work: Path, repeats: int, log: Progress) -> dict[str, Any]:
+    """The per-task fixed costs, each measured `repeats` times interleaved, with their medians.
+
+    The probes: an interpreter importing what a component imports, a bare interpreter, a
+    trivial kfp.local task, and the same task opening and closing an MLflow component run.
+    """
     walls: dict[str, list[float]] = {"import": [], "bare": [], "kfp_task": [], "tracked": []}
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"  # the local run's store, already set up
     parts: dict[str, list[float]] = {name: [] for name in IMPORTS}
@@ -164,6 +170,7 @@ def fixed_cost_probes(work: Path, repeats: int, log: Progress) -> dict[str, Any]
 
 
 def run(work: Path, *, repeats: int = 5) -> dict[str, Any]:
+    """One default local run and the fixed-cost probes; returns work, fixed cost and estimates."""
     log = Progress("pipeline_time")
     log("default local run (kfp.local, 3 agents)")
     summary, call_seconds = default_local_run(work, log)
@@ -204,6 +211,7 @@ def run(work: Path, *, repeats: int = 5) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Command line: runs the pipeline-time benchmark in a scratch folder and emits the result."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", help="also write the JSON result here")

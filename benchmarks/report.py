@@ -40,18 +40,22 @@ def x(value: float | None, digits: int = 2) -> str:
 
 
 def s(value: float | None, digits: int = 1) -> str:
+    """Seconds as `12.3 s` ("n/a" for None)."""
     return "n/a" if value is None else f"{value:.{digits}f} s"
 
 
 def pct(value: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage, `12.3%` ("n/a" for None)."""
     return "n/a" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def n(value: float | None) -> str:
+    """A count with thousands separators ("n/a" for None)."""
     return "n/a" if value is None else f"{value:,.0f}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: the header row, the separator row and one row per entry."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -79,6 +83,7 @@ def newest_sections(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any]]]
 
 
 def machine_lines(path: Path, doc: dict[str, Any]) -> list[str]:
+    """The Markdown lines naming a results file, its commit and the machine it was measured on."""
     m = doc["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     load = f"{m['load_average_start']} at start, {m.get('load_average_end', 'n/a')} at end"
@@ -104,6 +109,7 @@ def machine_lines(path: Path, doc: dict[str, Any]) -> list[str]:
 
 
 def compression_lines(r: dict[str, Any]) -> list[str]:
+    """The compression section: one table row per variant, then the notes on how it was measured."""
     v = r["variants"]
     rows = []
     for key, d in v.items():
@@ -161,6 +167,7 @@ def compression_lines(r: dict[str, Any]) -> list[str]:
 
 
 def input_lines(r: dict[str, Any]) -> list[str]:
+    """The input-pipeline section: throughput per loader, the one-time costs and the break-evens."""
     rows = [
         [
             d["label"],
@@ -214,6 +221,7 @@ def training_scale(compression: dict[str, Any]) -> str:
 
 
 def pipeline_lines(r: dict[str, Any]) -> list[str]:
+    """The pipeline-time section: each component's share of the wall time and the fixed cost."""
     wall = r["pipeline_wall_seconds"]
     rows = [[k, s(v), pct(v / wall)] for k, v in r["component_seconds"].items()]
     rows.append(
@@ -279,6 +287,7 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
 
 
 def fanout_lines(r: dict[str, Any]) -> list[str]:
+    """The fan-out section: rollout time, bytes and statuses per fleet size, first and repeated."""
     rows = []
     for d in r["sizes"].values():
         rows.append(
@@ -321,6 +330,7 @@ def fanout_lines(r: dict[str, Any]) -> list[str]:
 
 
 def pretraining_lines(r: dict[str, Any]) -> list[str]:
+    """The pretraining section: test accuracy per seed, pretrained against from scratch."""
     arms = r["test_accuracy"]
     rows = [
         [arm, *(pct(a, 2) for a in arms[arm]), pct(r["median"][arm], 2), pct(_mean(arms[arm]), 2)]
@@ -468,6 +478,7 @@ def behind(found: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
 
 
 def render(results_dir: Path = RESULTS_DIR) -> str:
+    """The generated block of benchmarks/README.md, each section from its newest results file."""
     found = newest_sections(results_dir)
     if not found:
         return f"{BEGIN}\n\nNo results yet: run `make bench`.\n\n{END}"
@@ -516,6 +527,7 @@ def update_readme(text: str, readme: Path = README) -> Path:
 
 
 def main() -> None:
+    """Command line: renders the newest results into benchmarks/README.md (or prints them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--print", action="store_true", help="print instead of writing README")

@@ -69,6 +69,10 @@ def parse_only(values: list[str] | None) -> list[str]:
 
 
 def run(sections: list[str], results_dir: Path = RESULTS_DIR) -> tuple[Path, dict[str, Any]]:
+    """Runs `sections` in order into one results file, rewritten after each; returns it and its doc.
+
+    A section that raises is recorded under `errors` and the next one still runs.
+    """
     log = Progress("bench")
     started = datetime.now(UTC)
     out = results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
@@ -88,7 +92,7 @@ def run(sections: list[str], results_dir: Path = RESULTS_DIR) -> tuple[Path, dic
             section_start = time.perf_counter()
             try:
                 doc["results"][name] = _section(name, Path(tmp), doc["results"])
-            except Exception as e:  # noqa: BLE001 - one failed section must not lose the others
+            except Exception as e:  # one failed section must not lose the others
                 traceback.print_exc()
                 first_line = (str(e).strip().splitlines() or [""])[0]
                 doc["errors"][name] = f"{type(e).__name__}: {first_line}"
@@ -105,6 +109,7 @@ def run(sections: list[str], results_dir: Path = RESULTS_DIR) -> tuple[Path, dic
 
 
 def main() -> int:
+    """Command line: runs the chosen sections; 1 when one failed, else 0 after naming the file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", help=f"some of: {', '.join(SECTIONS)}")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)

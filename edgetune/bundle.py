@@ -84,14 +84,17 @@ class VerifiedBundle:
 
     @property
     def version(self) -> str:
+        """The bundle's version, from its signed manifest."""
         return self.manifest.version
 
     @property
     def model_bytes(self) -> bytes:
+        """The .tflite model file's bytes."""
         return self.files[MODEL_FILE]
 
     @property
     def model_sha256(self) -> str:
+        """The SHA-256 of the model file, as the signed manifest lists it."""
         return self.manifest.files[MODEL_FILE].sha256
 
     @property

@@ -69,6 +69,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `edgetune` argument parser, each subcommand bound to the function that runs it."""
     parser = argparse.ArgumentParser(prog="edgetune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one `edgetune` command; returns its exit status (2 on bad input, one line on stderr)."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -60,6 +60,7 @@ _UMASK = _current_umask()
 
 
 def split_file(directory: str | os.PathLike, split: str) -> Path:
+    """The path of `split`'s arrays (.npz) in a preprocessed data folder."""
     return Path(directory) / SPLIT_FILE.format(split=split)
 
 
@@ -105,6 +106,7 @@ def write_json(target: str | os.PathLike, obj: Any, *, sync: bool = False) -> Pa
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The parsed JSON content of `path`."""
     return json.loads(Path(path).read_text())
 
 

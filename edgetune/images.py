@@ -27,8 +27,11 @@ def commit_tag(git_sha: str, *, dirty: bool = False) -> str:
 
 
 def build_commands(git_sha: str = "", *, dirty: bool = False) -> list[str]:
-    """`docker build` for each image, from the repository root, tagged with the version and
-    (when known) the commit, which the component image also records as $EDGETUNE_GIT_SHA."""
+    """`docker build` for each image, from the repository root, tagged with the version.
+
+    When known, the commit is a second tag, and the component image also records it as
+    $EDGETUNE_GIT_SHA.
+    """
     out = []
     for repo, dockerfile in DOCKERFILES.items():
         tags = [f"-t {repo}:{__version__}"]

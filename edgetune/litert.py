@@ -50,6 +50,7 @@ def median_latency_ms(interpreter: Any, x: np.ndarray, runs: int = 200, warmup: 
 
 
 def load(model_path: str, num_threads: int = 1) -> Any:
+    """A LiteRT interpreter for `model_path`, its tensors allocated, ready to invoke."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=model_path, num_threads=num_threads)

@@ -127,6 +127,7 @@ class Manifest:
 
     @property
     def spec(self) -> PreprocessSpec:
+        """The preprocessing the device must apply before the model."""
         return self.preprocessing
 
     @field_validator("files")

@@ -70,12 +70,14 @@ class PreprocessSpec:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as a JSON-ready dict (preprocessing.json)."""
         d = asdict(self)
         d["labels"] = list(self.labels)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        """The spec read from a dict such as `to_dict` writes; a missing field raises, naming it."""
         try:
             return cls(
                 height=int(d["height"]),
@@ -249,4 +251,5 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype
 
 
 def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values of a quantized output tensor: `(q - zero_point) * scale`, as float32."""
     return (q.astype(np.float32) - zero_point) * np.float32(scale)

@@ -85,8 +85,10 @@ def explain(
 
 
 def _field(model: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel], FieldInfo | None]:
-    """The model that owns the last name in `loc`, and that field (None if unknown); inside a
-    dict or list field, that field itself."""
+    """The model that owns the last name in `loc`, and that field (None if unknown).
+
+    Inside a dict or list field, that field itself.
+    """
     owner: type[BaseModel] = model
     for name in loc[:-1]:
         inner = owner.model_fields.get(name)

@@ -30,7 +30,7 @@ PIPELINE_NAME = "edgetune"
     name=PIPELINE_NAME,
     description="Fine-tune, prune, quantize (int8 TFLite), verify and deploy a small image model to edge devices.",
 )
-def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run parameter
+def edgetune_pipeline(  # every knob a user may turn is a run parameter
     data_uri: str,
     run_name: str = D.run_name,
     tracking_uri: str = D.tracking_uri,
@@ -76,6 +76,7 @@ def edgetune_pipeline(  # noqa: PLR0913 - every knob a user may turn is a run pa
     rollout_tags: str = D.rollout_tags,
     seed: int = D.seed,
 ):
+    """The whole run: ingest to deploy, gated on evaluate's verdict, with finalize on exit."""
     run = {
         "run_name": run_name,
         "pipeline_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,

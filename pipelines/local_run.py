@@ -138,6 +138,7 @@ def run_local(args: argparse.Namespace) -> LocalRun:
 
 
 def main(args: argparse.Namespace) -> int:
+    """`edgetune local-run`: runs the pipeline here and prints its summary table; 0 on success."""
     run = run_local(args)
     print("\n" + summary.format_table(run.summary))
     print(

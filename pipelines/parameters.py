@@ -177,6 +177,7 @@ class Parameter:
 
     @property
     def field(self) -> FieldInfo:
+        """The pydantic field that describes the parameter (its first target's)."""
         model, field = self.targets[0]
         return model.model_fields[field]
 
@@ -190,19 +191,23 @@ class Parameter:
 
     @property
     def required(self) -> bool:
+        """Whether a run must give the parameter (it has no default)."""
         return self.field.is_required()
 
     @property
     def default(self) -> Any:
+        """The default value, a nested model dumped to a dict."""
         value = self.field.get_default(call_default_factory=True)
         return value.model_dump() if isinstance(value, BaseModel) else value
 
     @property
     def help(self) -> str:
+        """The parameter's one-line help."""
         return self.field.description or ""
 
     @property
     def accepted(self) -> str:
+        """What values the parameter accepts, in words (e.g. a range)."""
         return accepted(self.field)
 
     @cached_property

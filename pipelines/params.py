@@ -85,8 +85,12 @@ def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def check_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """The given parameters, each coerced to its declared type (an int given for a float is a
-    float); unknown names, wrong types, out-of-range and missing required values raise."""
+    """The given parameters, each coerced to its declared type (an int given for a float is a float).
+
+    Raises:
+        EdgetuneError: an unknown name, a wrong type, an out-of-range value or a missing
+            required one.
+    """
     unknown = sorted(set(params) - set(DECLARED))
     if unknown:
         raise EdgetuneError(
@@ -114,8 +118,10 @@ def step_configs(params: dict[str, Any]) -> dict[type[StepConfig], StepConfig]:
 
 
 def validate_values(params: dict[str, Any], *, local: bool = True, data: bool = True) -> None:
-    """Checks what a run would reject later, now: step configs, the data and tracking URIs,
-    the device profile, the zoo id and (when `local`) the files parameters name.
+    """Checks now what a run would reject later, before anything starts.
+
+    That is the step configs, the data and tracking URIs, the device profile, the zoo id
+    and (when `local`) the files parameters name.
 
     Args:
         params: coerced run parameters (check_parameters).
@@ -258,7 +264,7 @@ def check_local_tracking_uri(uri: str) -> None:
 
 
 def require_signing_key(params: dict[str, Any], hint: str) -> None:
-    """deploy signs every bundle it ships, so a run that may deploy needs the key up front."""
+    """Deploy signs every bundle it ships, so a run that may deploy needs the key up front."""
     if not params.get("signing_key"):
         raise EdgetuneError(
             f"pipeline parameter signing_key is empty; deploy signs every bundle it ships: {hint}"

@@ -6,7 +6,7 @@ from pathlib import Path
 # tests/ is not a package (pytest runs with --import-mode=importlib); make `support` importable.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.agents import (  # noqa: E402, F401
+from support.agents import (  # noqa: F401
     keys,
     make_bundle,
     model_file,
@@ -14,7 +14,7 @@ from support.agents import (  # noqa: E402, F401
     smoke_set,
     start_agent,
 )
-from support.models import (  # noqa: E402, F401
+from support.models import (  # noqa: F401
     convert_run,
     float_run,
     micro,

@@ -1,0 +1,1 @@
+"""The model zoo: the registry of pretrained backbones, their architectures and the embedded weights."""

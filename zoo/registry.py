@@ -41,12 +41,14 @@ class ZooEntry:
     top1_source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict (the input shape as a list)."""
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "zoo entry") -> ZooEntry:
+        """The entry from one item of registry.yaml; a missing or malformed field raises, naming it."""
         where = f"{where} ({d.get('id', '?')})" if isinstance(d, dict) else where
         shape = require(d, "input_shape", list, where)
         if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
@@ -108,6 +110,7 @@ def load_zoo(path: str | os.PathLike | None = None) -> dict[str, ZooEntry]:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of the file at `path`, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

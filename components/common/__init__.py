@@ -1,0 +1,1 @@
+"""What only the components share: MLflow tracking, Keras training helpers and summary.json."""

@@ -42,6 +42,7 @@ TOP_KEYS = (
 
 
 def deep_merge(into: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Merges `part` into `into` in place, nested dicts key by key; returns `into`."""
     for key, value in part.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             deep_merge(into[key], value)
@@ -51,6 +52,7 @@ def deep_merge(into: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_runs(experiment_id: str, parent_run_id: str) -> list[Any]:
+    """The component runs nested under `parent_run_id`, oldest first."""
     import mlflow
 
     runs = mlflow.MlflowClient().search_runs(

@@ -34,6 +34,7 @@ def default_tracking_uri() -> str:
 
 
 def resolve_tracking_uri(uri: str = "") -> str:
+    """`uri`, or when it is empty the default: $MLFLOW_TRACKING_URI, else ./mlflow.db."""
     return uri or default_tracking_uri()
 
 
@@ -68,6 +69,7 @@ def use_experiment(tracking_uri: str, experiment: str) -> str:
 
 
 def find_parent_run(experiment_id: str, run_name: str) -> Any | None:
+    """The pipeline's parent run for `run_name` in the experiment, or None if none exists yet."""
     import mlflow
 
     runs = mlflow.MlflowClient().search_runs(
@@ -129,6 +131,7 @@ def active_run_id() -> str:
 
 
 def one_line(error: BaseException) -> str:
+    """The error as one line, `Type: first line of the message` (at most 2,000 characters)."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:2000]
 
@@ -210,6 +213,7 @@ def move_aliases(
 def set_model_alias(
     alias: str, version: str, *, name: str = REGISTERED_MODEL, tracking_uri: str = ""
 ) -> None:
+    """Points the registered model's `alias` (e.g. `champion`) at `version`."""
     import mlflow
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))

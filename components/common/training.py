@@ -83,6 +83,7 @@ def config_from(cls: type[T], values: Mapping[str, Any]) -> T:
 
 
 def load_spec(data_dir: str | os.PathLike) -> PreprocessSpec:
+    """The preprocessing spec preprocess wrote into `data_dir`."""
     return PreprocessSpec.from_dict(files.read_json(Path(data_dir) / files.PREPROCESSING_SPEC))
 
 
@@ -131,6 +132,7 @@ def split_dataset(
 
 
 def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> Any:
+    """A batched, prefetched tf.data pipeline over `(x, y)`, reshuffled every epoch if `shuffle`."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -140,6 +142,7 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, see
 
 
 def compile_classifier(model: Any, learning_rate: float) -> None:
+    """Compiles `model` for integer labels: Adam at `learning_rate`, sparse cross-entropy, accuracy."""
     import tf_keras as keras
 
     model.compile(
@@ -162,6 +165,7 @@ def epoch_callback(phase: str, on_epoch: EpochHook | None) -> list[Any]:
 
 
 def early_stopping(patience: int) -> list[Any]:
+    """An EarlyStopping callback on val_loss that restores the best weights (none if patience <= 0)."""
     import tf_keras as keras
 
     if patience <= 0:
@@ -186,11 +190,13 @@ def train_all_but_batchnorm(model: Any) -> None:
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """The fraction of `x` whose top prediction is the label in `y`."""
     predictions = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(predictions, axis=-1) == y))
 
 
 def set_seed(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow, so a training run repeats."""
     import tf_keras as keras
 
     keras.utils.set_random_seed(seed)
@@ -226,4 +232,5 @@ def load_model(path: str | os.PathLike) -> Any:
 
 
 def history_of(history: Any) -> dict[str, list[float]]:
+    """A Keras History's per-epoch metrics as plain floats (JSON-ready)."""
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}

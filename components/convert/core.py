@@ -45,6 +45,7 @@ class TfliteCheck:
     output_quantization: tuple[float, int]
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as a JSON-ready dict (the input shape as a list)."""
         return {**self.__dict__, "input_shape": list(self.input_shape)}
 
 

@@ -132,10 +132,12 @@ class RolloutReport(StepOutput):
 
     @property
     def failed(self) -> int:
+        """How many devices the rollout failed on."""
         return sum(d["status"] == FAILED for d in self.devices)
 
     @property
     def rolled_back(self) -> int:
+        """How many devices were rolled back to the version they served before."""
         return sum(d["status"] == ROLLED_BACK for d in self.devices)
 
     @property

@@ -27,8 +27,11 @@ CANDIDATE_ALIAS = "candidate"
 
 
 class GatePolicy(StepConfig):
-    """When the int8 file may ship: it reaches `min_accuracy` on the test split and loses at
-    most `max_drop_points` percentage points against the float Keras model."""
+    """When the int8 file may ship: accurate enough, and not much worse than the float model.
+
+    It reaches `min_accuracy` on the test split and loses at most `max_drop_points`
+    percentage points against the float Keras model.
+    """
 
     step: ClassVar[str] = "gate"
 
@@ -118,6 +121,7 @@ def plot_confusion(
 
 
 def keras_predictions(model: Any, x: np.ndarray) -> np.ndarray:
+    """The predicted class index of each input of `x` by a Keras model."""
     return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=-1)
 
 
@@ -301,11 +305,13 @@ def evaluate(
     Args:
         keras_models: {"float", "pruned", "qat"} → Keras model.
         tflite_files: {"tflite_float", "tflite_int8"} → .tflite path.
-        x_test, y_test: model-ready test inputs and labels.
+        x_test: model-ready test inputs.
+        y_test: their integer labels.
         labels: class names, index order.
         policy: the gate thresholds.
         device: the profile whose flash budget the int8 file must fit.
         out_dir: where confusion_<stage>.png is written.
+        latency_runs: timed invocations per .tflite file (the median is reported).
 
     Returns:
         The evaluation, not yet registered; the caller writes it (`Evaluation.write`).

@@ -1,0 +1,1 @@
+"""finalize: the exit handler that writes summary.json and closes the parent MLflow run."""

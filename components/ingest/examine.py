@@ -54,12 +54,15 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Quarantined:
+    """A file ingest refused, and why."""
+
     file: str
     kind: str  # a short reason, used to count files by reason
     reason: str  # the full reason
     label: str | None = None
 
     def to_dict(self) -> dict[str, str]:
+        """The entry of ingest_report.json's quarantine list: file, full reason and short kind."""
         return {"file": self.file, "reason": self.reason, "kind": self.kind}
 
 

@@ -45,6 +45,7 @@ class IngestReport(StepOutput):
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready lists and dicts (ingest_report.json)."""
         d = asdict(self)
         for key in ("problems", "classes", "empty_classes", "near_empty"):
             d[key] = list(d[key])
@@ -145,14 +146,17 @@ def problems(
 
 
 def by_reason(quarantined: list[Quarantined]) -> dict[str, int]:
+    """How many files were quarantined for each kind of reason, most frequent first."""
     return dict(Counter(q.kind for q in quarantined).most_common())
 
 
 def by_reason_text(findings: Findings) -> str:
+    """The quarantine counts by reason as one phrase, e.g. `not an image 3, too large 1`."""
     return ", ".join(f"{kind} {n}" for kind, n in by_reason(findings.quarantined).items())
 
 
 def image_sizes(rows: list[Accepted]) -> dict[str, Any]:
+    """The range of widths and heights and the modes and formats of the kept images ({} if none)."""
     if not rows:
         return {}
     widths, heights = [r.width for r in rows], [r.height for r in rows]

@@ -60,6 +60,7 @@ class LabelRules:
         return mapped.get(label, label)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rules as recorded in the ingest report."""
         return {"strip": True, "fold_case": self.fold_case, "label_map": dict(self.label_map)}
 
 
@@ -89,7 +90,7 @@ class Listing:
 
 
 def printable(name: str) -> str:
-    """A file name as text that always encodes: bytes that are not UTF-8 become `\\xNN`."""
+    r"""A file name as text that always encodes: bytes that are not UTF-8 become `\xNN`."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
@@ -194,6 +195,7 @@ def _list_folder(
 
 
 def chunked(entries: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    """`entries` in consecutive lists of at most `size`, so a pass holds one chunk at a time."""
     for start in range(0, len(entries), size):
         yield entries[start : start + size]
 

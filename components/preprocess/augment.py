@@ -75,6 +75,7 @@ def augment_params(tf: Any, u: Any, policy: AugmentPolicy, height: int, width: i
 
 
 def apply_warps(tf: Any, images: Any, params: Any, height: int, width: int) -> Any:
+    """Warps each image by its row of `params`, then shifts its contrast and brightness."""
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(images, tf.float32),
         transforms=_inverse_warps(tf, params, height, width),

@@ -114,6 +114,7 @@ class PreprocessReport(StepOutput):
     storage: str = "npz"  # or "tfrecord": shards streamed by the training reader
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (the labels as a list)."""
         d = asdict(self)
         d["labels"] = list(self.labels)
         return d

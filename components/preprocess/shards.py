@@ -36,6 +36,7 @@ class Written:
 
 
 def shard_paths(data_dir: str | Path, split: str) -> list[Path]:
+    """The TFRecord shards of `split` in `data_dir`, in order (empty when the split is in memory)."""
     return sorted(Path(data_dir).glob(f"{split}-*.tfrecord"))
 
 

@@ -1,0 +1,1 @@
+"""prune: magnitude pruning to a target sparsity with tensorflow-model-optimization."""

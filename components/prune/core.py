@@ -18,8 +18,11 @@ from edgetune.step_config import StepConfig
 
 
 class PruneConfig(StepConfig):
-    """Magnitude pruning. The schedule ramps sparsity up over all epochs but the last, which
-    trains at the final sparsity so accuracy can recover."""
+    """Magnitude pruning to `target_sparsity`.
+
+    The schedule ramps sparsity up over all epochs but the last, which trains at the final
+    sparsity so accuracy can recover.
+    """
 
     step: ClassVar[str] = "prune"
 

@@ -17,8 +17,10 @@ from edgetune.step_config import StepConfig
 
 
 class QatConfig(StepConfig):
-    """Quantization-aware training: a short retraining with fake-quantized weights and
-    activations, by default with the prune-preserving scheme (PQAT)."""
+    """Quantization-aware training: a short retraining with fake-quantized weights and activations.
+
+    By default with the prune-preserving scheme (PQAT).
+    """
 
     step: ClassVar[str] = "qat"
 

@@ -1,0 +1,1 @@
+"""search: the compression search space, knowledge-distilled students and the selection rule."""

@@ -69,6 +69,7 @@ class CandidateSpec:
 
     @property
     def name(self) -> str:
+        """A readable, unique id of the candidate: `<student>-s<sparsity %>-<quantization>`."""
         return f"{self.student}-s{round(self.sparsity * 100)}-{self.quantization}"
 
     @property
@@ -78,6 +79,7 @@ class CandidateSpec:
         return f"{how}+{self.quantization}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The candidate's fields with its name and compression path."""
         return {**asdict(self), "name": self.name, "path": self.path}
 
 
@@ -163,6 +165,7 @@ class Selection:
     champion: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as a JSON-ready dict."""
         return asdict(self)
 
 

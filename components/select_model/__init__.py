@@ -1,0 +1,1 @@
+"""select_model: the most accurate zoo backbone that fits the device profile."""

@@ -33,6 +33,7 @@ class Candidate:
     chosen: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict on one zoo entry, as written into selection.json."""
         return {
             "id": self.id,
             "fits": self.fits,
@@ -62,6 +63,7 @@ class Selection(StepOutput):
     model_file: dict[str, Any] | None = None  # how a user's model file loaded, when used
 
     def to_dict(self) -> dict[str, Any]:
+        """selection.json: the chosen entry, the device, and every candidate with its reasons."""
         return {
             **({"model_file": self.model_file} if self.model_file else {}),
             "zoo_id": self.entry.id,

@@ -81,7 +81,7 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
 
 
 def header_timeout_protocol(timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, closing connections that do not send complete headers in time.
+    """Uvicorn's h11 protocol, closing connections that do not send complete headers in time.
 
     uvicorn's keep-alive timer is reset by every received byte, so a client sending one
     header byte a second (slowloris) would hold its connection forever.
@@ -124,6 +124,7 @@ class OneLineErrors(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Folds the record's exception into its message as one line; never drops a record."""
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
@@ -160,6 +161,7 @@ class SameOriginOnly:
         self.allow_hosts = {"localhost", *(h.lower() for h in allow_hosts)}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry: answers 403 to an HTTP request from a foreign origin or host, passes on the rest."""
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             problem = self._problem(headers)

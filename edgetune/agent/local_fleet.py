@@ -39,6 +39,7 @@ class LocalFleet:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def stop(self) -> None:
+        """Terminates every agent process, killing any that has not exited within 10 seconds."""
         for proc in self.processes:
             if proc.poll() is None:
                 proc.terminate()
@@ -104,6 +105,7 @@ def _spawn(home: Path, trusted_key: str | os.PathLike) -> tuple[subprocess.Popen
 def local_fleet(
     n: int, root: str | os.PathLike, trusted_key: str | os.PathLike
 ) -> Iterator[LocalFleet]:
+    """`start_local_fleet` as a context manager: the agents are stopped on exit."""
     fleet = start_local_fleet(n, root, trusted_key)
     try:
         yield fleet

@@ -32,9 +32,11 @@ class SmokeResult:
 
     @property
     def passed(self) -> bool:
+        """Whether the agreement reached the bundle's threshold."""
         return self.agreement >= self.min_agreement
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as reported by /health."""
         return {"agreement": self.agreement, "n": self.n, "min_agreement": self.min_agreement}
 
 

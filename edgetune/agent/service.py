@@ -40,6 +40,7 @@ class Served:
 
     @property
     def status(self) -> str:
+        """`ok` when the model passed its smoke test on this device, else `degraded`."""
         return STATUS_OK if self.smoke.passed else STATUS_DEGRADED
 
 
@@ -66,8 +67,7 @@ class Agent:
         self._error: str | None = None
 
     def restore(self) -> None:
-        """Cleans what a crash left, then serves the version the state points at, verified
-        and smoke-tested again.
+        """Cleans what a crash left, then serves the state's version, verified and smoke-tested again.
 
         A version that no longer verifies or loads is reported through `health()` rather
         than raised: an agent that refuses to start could not be repaired by a new push.

@@ -73,6 +73,7 @@ class VersionStore:
         self.spool.mkdir(parents=True, exist_ok=True)
 
     def version_dir(self, version: str) -> Path:
+        """The folder that holds installed `version`."""
         return self.versions / version
 
     def state(self) -> State | None:
@@ -93,8 +94,10 @@ class VersionStore:
             return None
 
     def clean(self, state: State | None) -> list[str]:
-        """Removes what a crash can leave: spooled uploads, half-written temp folders, and
-        version folders the state does not point at. Returns the names removed.
+        """Removes what a crash can leave; returns the names removed.
+
+        That is spooled uploads, half-written temp folders, and version folders the state
+        does not point at.
 
         With an unreadable state only temporary files go: the versions may still be wanted.
         """

@@ -52,7 +52,8 @@ def test_record_in_registry_rewrites_only_the_digitnet_entry(tmp_path):
 
 def test_weights_written_by_zoo_build_load_into_the_backbone(built_weights):
     """The file is written under a temporary name (legacy H5 layout) and renamed; tf_keras
-    would read a final name ending in ".weights.h5" as the Keras 3 layout and fail."""
+    would read a final name ending in ".weights.h5" as the Keras 3 layout and fail.
+    """
     backbone, out = built_weights
     entry = load_zoo()[pretrain.ZOO_ID]
     # The packaged entry, pointed at the freshly written file (same name, same loader).

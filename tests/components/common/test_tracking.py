@@ -123,7 +123,8 @@ def test_a_new_experiment_keeps_its_artifacts_beside_the_sqlite_file(
     tracking_uri, run_name, tmp_path, monkeypatch
 ):
     """Not in <cwd>/<the database's absolute path without its leading slash>/mlruns, where an
-    earlier _artifact_location put them (stripping every leading slash of sqlite:////abs)."""
+    earlier _artifact_location put them (stripping every leading slash of sqlite:////abs).
+    """
     monkeypatch.chdir(tmp_path)  # where misplaced artifacts would go
     experiment_id = tracking.use_experiment(tracking_uri, f"fresh-{run_name}")
 
