@@ -28,10 +28,12 @@ class StepOutput:
     ATTACHMENTS: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The output as the JSON-ready dict written to `FILE`."""
         raise NotImplementedError
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
+        """The output from a dict such as `to_dict` returns (what `read` parses from `FILE`)."""
         raise NotImplementedError
 
     def write(self, artifact_path: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,6 +18,8 @@ from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from edgetune.components.common.outputs import StepOutput
+
+log = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_EXPERIMENT = "edgetune"
@@ -243,4 +246,4 @@ def record(output: StepOutput, artifact: Any = None, *, folder: str = "") -> Non
     if artifact is not None:
         artifact.metadata.update(output.metadata())
     for line in output.notes():
-        print(line, flush=True)
+        log.info("%s", line)

@@ -44,20 +44,25 @@ class TrainReport(StepOutput):
     stage: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The report's values, as written to train_report.json."""
         return dict(self.values)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainReport:
+        """The report from train_report.json's content (its stage left empty)."""
         return cls(values=dict(d))
 
     def metrics(self) -> dict[str, float]:
+        """The sparsities and the validation accuracy, those the step reported."""
         return self._pick(_METRIC_KEYS)
 
     def summary_part(self) -> dict[str, Any]:
+        """The stage's sparsities under `stages` in summary.json (nothing without a stage)."""
         kept = self._pick(_SUMMARY_KEYS)
         return {"stages": {self.stage: kept}} if self.stage and kept else {}
 
     def metadata(self) -> dict[str, Any]:
+        """A float model's validation accuracy and parameter count; a pruned or QAT model's sparsity."""
         return self._pick(_STAGE_METADATA_KEYS if self.stage else _METADATA_KEYS)
 
     def tags(self) -> dict[str, str]:

@@ -29,8 +29,11 @@ def deploy(
     push_concurrency: int = 16,
     rollout_tags: str = "",
 ):
-    """Signs bundle-<version>.tar and pushes it to the fleet; fails (after reporting every
-    device) unless every device serves it, and only then moves the `champion` alias."""
+    """Signs bundle-<version>.tar and pushes it to the fleet.
+
+    Fails (after reporting every device) unless every device serves it, and only then moves
+    the `champion` alias.
+    """
     import mlflow
 
     from edgetune.components.common import tracking

@@ -11,6 +11,7 @@ waves are not touched. The report says what every device serves, by sha256.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import time
@@ -50,6 +51,8 @@ from edgetune.step_config import StepConfig
 
 __all__ = ["BUNDLE_CONTENT_TYPE", "DEPLOYED", "FAILED", "ROLLED_BACK", "SKIPPED", "UNCHANGED",
            "DeployConfig", "RolloutReport", "plan_waves", "rollout"]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
 CHAMPION_ALIAS = "champion"
@@ -161,6 +164,7 @@ class RolloutReport(StepOutput):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RolloutReport:
+        """The report from deploy_report.json's content."""
         return cls(
             version=d["version"],
             devices=[dict(x) for x in d["devices"]],
@@ -176,8 +180,10 @@ class RolloutReport(StepOutput):
         return bool(self.devices) and self.succeeded == len(self.devices)
 
     def aliases(self, registered_version: str) -> dict[str, str]:
-        """Registry aliases to point at the deployed model version: `champion`, only when
-        every device serves it (an empty fleet proves nothing)."""
+        """Registry aliases to point at the deployed model version.
+
+        `champion`, only when every device serves it (an empty fleet proves nothing).
+        """
         return {CHAMPION_ALIAS: registered_version} if self.serves_everywhere else {}
 
     def check(self) -> None:
@@ -201,13 +207,16 @@ class RolloutReport(StepOutput):
         )
 
     def metrics(self) -> dict[str, float]:
+        """How many devices succeeded, failed, were rolled back and were skipped."""
         return {"succeeded": self.succeeded, "failed": self.failed,
                 "rolled_back": self.rolled_back, "skipped": self.skipped}  # fmt: skip
 
     def summary_part(self) -> dict[str, Any]:
+        """The whole report as summary.json's `deploy` section."""
         return {"deploy": self.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
+        """The version rolled out and the number of devices."""
         return {"version": self.version, "devices": len(self.devices)}
 
 
@@ -227,13 +236,13 @@ def rollout_to_fleet(
     """
     wanted = [t.strip() for t in tags.split(",") if t.strip()]
     devices = select(load_fleet(fleet_file), wanted) if fleet_file else []
-    return rollout(bundle_path, devices, timeout_s=timeout_s, progress=_print_progress,
+    return rollout(bundle_path, devices, timeout_s=timeout_s, progress=_log_progress,
                    signing_key=signing_key or None, **waves)  # fmt: skip
 
 
-def _print_progress(device: dict[str, Any]) -> None:
+def _log_progress(device: dict[str, Any]) -> None:
     wave = f"wave {device['wave']}: " if "wave" in device else ""
-    print(f"{wave}{device['name']}: {device['status']} {device.get('reason') or ''}", flush=True)
+    log.info("%s%s: %s %s", wave, device["name"], device["status"], device.get("reason") or "")
 
 
 def rollout(

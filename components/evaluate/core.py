@@ -213,13 +213,16 @@ class Evaluation(StepOutput):
 
     @property
     def blessed(self) -> bool:
+        """Whether the gate let the int8 file ship."""
         return bool(self.gate["blessed"])
 
     def to_dict(self) -> dict[str, Any]:
+        """The evaluation as written to evaluation.json."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Evaluation:
+        """The evaluation from evaluation.json's content."""
         return cls(**d)
 
     def registered(self, version: str) -> Evaluation:
@@ -239,6 +242,7 @@ class Evaluation(StepOutput):
         return {k: self.stages[stage][k] for k in HEADLINE_KEYS if k in self.stages[stage]}
 
     def metrics(self) -> dict[str, float]:
+        """Every stage's headline figures as `<stage>_<metric>`, and `blessed` as 0 or 1."""
         flat = {f"{stage}_{k}": v for stage in self.stages for k, v in self.headline(stage).items()}
         return {**flat, "blessed": int(self.blessed)}
 
@@ -247,6 +251,7 @@ class Evaluation(StepOutput):
         return {f"{stage}_accuracy": m["accuracy"] for stage, m in self.stages.items()}
 
     def summary_part(self) -> dict[str, Any]:
+        """Every stage's headline figures, and the gate's verdict with the registered model version."""
         gate = {k: self.gate[k] for k in ("blessed", "reasons")}
         return {
             "stages": {stage: self.headline(stage) for stage in self.stages},
@@ -254,6 +259,7 @@ class Evaluation(StepOutput):
         }
 
     def notes(self) -> list[str]:
+        """The gate's reasons, one line per check."""
         return list(self.gate["reasons"])
 
 
@@ -272,7 +278,10 @@ def evaluate_artifacts(
         data_dir: preprocess's output (test split and preprocessing spec).
         model_dirs: every stage of `KERAS_STAGES` (a folder with model.h5) and
             `TFLITE_STAGES` (a folder with model.tflite).
-        policy, device, out_dir, latency_runs: as for `evaluate`.
+        policy: the gate thresholds.
+        device: the profile whose flash budget the int8 file must fit.
+        out_dir: where confusion_<stage>.png is written.
+        latency_runs: timed invocations per .tflite file (the median is reported).
     """
     from edgetune.components.common import training
     from edgetune.components.qat.core import load_qat_model

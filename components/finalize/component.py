@@ -18,6 +18,8 @@ def finalize(
     experiment: str = "edgetune",
 ):
     """Merges the components' summary parts, logs summary.json to the parent run, ends it."""
+    import logging
+
     import mlflow
 
     from edgetune import files
@@ -33,4 +35,5 @@ def finalize(
     client.set_terminated(
         parent.info.run_id, "FINISHED" if status.state == "SUCCEEDED" else "FAILED"
     )
-    print(summary.format_table(result))
+    # kfp's executor logs INFO to stdout, so the table ends the pod's log.
+    logging.getLogger("edgetune.components.finalize").info("%s", summary.format_table(result))

@@ -55,6 +55,7 @@ class IngestReport(StepOutput):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IngestReport:
+        """The report from ingest_report.json's content."""
         d = dict(d)
         for key in ("problems", "classes", "empty_classes", "near_empty"):
             d[key] = tuple(d[key])
@@ -63,18 +64,23 @@ class IngestReport(StepOutput):
         return cls(**d)
 
     def metrics(self) -> dict[str, float]:
+        """The examples per split and the number of quarantined files."""
         return {k: getattr(self, k) for k in ("n_train", "n_val", "n_test", "n_quarantined")}
 
     def summary_part(self) -> dict[str, Any]:
+        """The fingerprint, the counts and the classes as summary.json's `dataset` section."""
         return {"dataset": self.metadata()}
 
     def metadata(self) -> dict[str, Any]:
+        """The fingerprint, the counts and the classes, shown on the KFP dataset artifact."""
         return {"fingerprint": self.fingerprint, **self.metrics(), "classes": list(self.classes)}
 
     def tags(self) -> dict[str, str]:
+        """The data fingerprint, so runs on the same data can be found."""
         return {"data_fingerprint": self.fingerprint}
 
     def notes(self) -> list[str]:
+        """One line per quarantined file, with its reason."""
         return [f"quarantined {bad['file']}: {bad['reason']}" for bad in self.quarantined]
 
 

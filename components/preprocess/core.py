@@ -121,12 +121,15 @@ class PreprocessReport(StepOutput):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessReport:
+        """The report from preprocess_report.json's content."""
         return cls(**{**d, "labels": tuple(d["labels"])})
 
     def metrics(self) -> dict[str, float]:
+        """The examples per split as `n_<split>`."""
         return {f"n_{split}": n for split, n in self.counts.items()}
 
     def metadata(self) -> dict[str, Any]:
+        """The examples per split and the model's input shape."""
         return {"counts": self.counts, "input_shape": self.shapes["train"][1:]}
 
 

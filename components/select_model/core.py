@@ -48,6 +48,7 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        """The verdict from its entry in selection.json."""
         return cls(**{**d, "reasons": tuple(d["reasons"])})
 
 
@@ -75,6 +76,7 @@ class Selection(StepOutput):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Selection:
+        """The selection from selection.json's content."""
         return cls(
             entry=ZooEntry.from_dict(d["entry"]),
             device=DeviceProfile.from_dict(d["device"]),
@@ -83,16 +85,20 @@ class Selection(StepOutput):
         )
 
     def summary_part(self) -> dict[str, Any]:
+        """The chosen backbone and the device as summary.json's `model` section."""
         return {"model": {**self.metadata(), "device": self.device.name}}
 
     def metadata(self) -> dict[str, Any]:
+        """The chosen zoo id, its parameter count and its input shape."""
         entry = self.entry
         return {"zoo_id": entry.id, "params": entry.params, "input_shape": list(entry.input_shape)}
 
     def tags(self) -> dict[str, str]:
+        """The chosen zoo id."""
         return {"zoo_id": self.entry.id}
 
     def notes(self) -> list[str]:
+        """One line per candidate: chosen or rejected, and why."""
         return [
             f"{'CHOSEN  ' if c.chosen else 'rejected'} {c.id}: {'; '.join(c.reasons) or 'best fit'}"
             for c in self.candidates

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import types
 from pathlib import Path
 from typing import ClassVar
@@ -160,8 +161,9 @@ class _Output(StepOutput):
 
 
 def test_record_logs_an_outputs_file_attachments_metrics_part_tags_metadata_and_notes(
-    tracking_uri, run_name, tmp_path, capsys
+    tracking_uri, run_name, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO, logger=tracking.log.name)
     artifact = types.SimpleNamespace(path=str(tmp_path), metadata={})
     (tmp_path / "extra.txt").write_text("extra")
 
@@ -176,7 +178,7 @@ def test_record_logs_an_outputs_file_attachments_metrics_part_tags_metadata_and_
     part = c.download_artifacts(run.info.run_id, tracking.SUMMARY_PART)
     assert json.loads(Path(part).read_text()) == {"model": {"n": 4}}
     assert artifact.metadata == {"shown": 4}
-    assert capsys.readouterr().out == "n is 4\n"
+    assert [r.getMessage() for r in caplog.records if r.name == tracking.log.name] == ["n is 4"]
 
 
 def test_log_params_takes_configs_dicts_and_names_with_a_prefix(tracking_uri, run_name):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -38,7 +39,8 @@ def logged_summary(tracking_uri: str, parent) -> dict:
     return json.loads(Path(local).read_text())
 
 
-def test_a_successful_run_ends_finished_with_the_merged_summary(tracking_uri, run_name, capsys):
+def test_a_successful_run_ends_finished_with_the_merged_summary(tracking_uri, run_name, caplog):
+    caplog.set_level(logging.INFO, logger="edgetune")
     component("ingest", run_name, tracking_uri, {"dataset": {"n_train": 96, "classes": ["a", "b"]}})
     component("evaluate", run_name, tracking_uri,
               {"stages": {"tflite_int8": {"accuracy": 0.9}}, "gate": {"blessed": True}})  # fmt: skip
@@ -56,7 +58,7 @@ def test_a_successful_run_ends_finished_with_the_merged_summary(tracking_uri, ru
     assert result["gate"] == {"blessed": True} and result["errors"] == {}
     assert list(result["component_seconds"]) == ["ingest", "evaluate"]
     assert set(summary.TOP_KEYS) <= result.keys()
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert run_name in printed and "BLESSED" in printed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import mlflow
@@ -18,8 +19,9 @@ from edgetune.errors import EdgetuneError
 
 
 def test_writes_the_dataset_and_logs_counts_fingerprint_and_quarantine(
-    image_folder, tracking_uri, run_name, tmp_path, capsys
+    image_folder, tracking_uri, run_name, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO, logger="edgetune")
     src = image_folder({"cat": 6, "dog": 7})
     (src / "dog" / "broken.png").write_bytes(b"not a png")
     dataset = dsl.Dataset(uri=str(tmp_path / "dataset"))
@@ -34,7 +36,7 @@ def test_writes_the_dataset_and_logs_counts_fingerprint_and_quarantine(
     assert dataset.metadata == {"fingerprint": report.fingerprint, "n_train": report.n_train,
                                 "n_val": report.n_val, "n_test": report.n_test,
                                 "n_quarantined": 1, "classes": ["cat", "dog"]}  # fmt: skip
-    assert "quarantined dog/broken.png:" in capsys.readouterr().out
+    assert "quarantined dog/broken.png:" in caplog.text
     run = support.runs_of(tracking_uri, run_name)["ingest"]
     assert run.info.status == "FINISHED"
     assert run.data.tags["data_fingerprint"] == report.fingerprint
