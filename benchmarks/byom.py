@@ -167,6 +167,7 @@ def measure(entry: Any, work: Path, log: Progress) -> dict[str, Any]:
 
 
 def one(name: str, work: Path, log: Progress) -> dict[str, Any]:
+    """One model through the chain: how it loaded, what it costs, and what the pipeline made of it."""
     from edgetune.zoo import costs
     from edgetune.zoo.model_source import entry_for_model_file
     from edgetune.zoo.registry import build_backbone, load_zoo
@@ -189,6 +190,7 @@ def one(name: str, work: Path, log: Progress) -> dict[str, Any]:
 
 
 def run(work: Path, only: list[str] | None = None) -> dict[str, Any]:
+    """Every model (or `only` those) in turn; a model that fails is recorded under `errors`."""
     log = Progress("byom")
     names = only or [EMBEDDED, *THIRD_PARTY]
     results: dict[str, Any] = {"train": TRAIN, "models": {}, "errors": {}}
@@ -196,13 +198,14 @@ def run(work: Path, only: list[str] | None = None) -> dict[str, Any]:
         (work / name).mkdir(parents=True, exist_ok=True)
         try:
             results["models"][name] = one(name, work, log)
-        except Exception as e:  # noqa: BLE001 - one model's failure must not lose the others
+        except Exception as e:  # one model's failure must not lose the others
             results["errors"][name] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
             log(f"{name} failed: {results['errors'][name]}")
     return results
 
 
 def main() -> int:
+    """Command line: runs the chosen models in a scratch folder and emits the result."""
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

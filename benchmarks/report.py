@@ -350,6 +350,7 @@ def pretraining_lines(r: dict[str, Any]) -> list[str]:
 
 
 def byom_lines(r: dict[str, Any]) -> list[str]:
+    """The bring-your-own-model section: load, costs and accuracies per model, and the arena check."""
     rows = []
     for name, m in r["models"].items():
         rows.append(

@@ -167,8 +167,10 @@ def _check_device_and_zoo(params: dict[str, Any], *, local: bool) -> None:
 
 
 def check_model_file(params: dict[str, Any], *, local: bool) -> None:
-    """model_uri names a readable model file (its header is read), and the options that go
-    with it make sense; the file's layers are checked by select_model, before training."""
+    """Checks that model_uri names a readable model file and that its options make sense.
+
+    Only the file's header is read; its layers are checked by select_model, before training.
+    """
     from edgetune.zoo.feature_layer import parse_normalization
 
     uri = str(params.get("model_uri") or "")
@@ -264,7 +266,7 @@ def check_local_tracking_uri(uri: str) -> None:
 
 
 def require_signing_key(params: dict[str, Any], hint: str) -> None:
-    """Deploy signs every bundle it ships, so a run that may deploy needs the key up front."""
+    """deploy signs every bundle it ships, so a run that may deploy needs the key up front."""
     if not params.get("signing_key"):
         raise EdgetuneError(
             f"pipeline parameter signing_key is empty; deploy signs every bundle it ships: {hint}"

@@ -102,8 +102,10 @@ def bookkeeping_bytes(model: Any) -> int:
 
 
 def plan_activations(ops: list[tuple[int, list[int]]]) -> int:
-    """The arena head of a greedy plan: the largest tensor first, each at the lowest offset
-    that no tensor alive at the same time uses.
+    """The arena head of a greedy plan of the activations.
+
+    The largest tensor goes first, each at the lowest offset that no tensor alive at the
+    same time uses.
 
     Args:
         ops: per op in execution order, (output bytes, indices of the ops whose outputs it

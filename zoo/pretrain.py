@@ -135,8 +135,10 @@ def pretrain(epochs: int = EPOCHS, seed: int = SEED) -> tuple[Any, dict[str, Any
 
 
 def record_in_registry(registry: Path, sha256: str, top1: float) -> None:
-    """Writes the new weights' sha256 and held-out accuracy into the zoo entry (a YAML round
-    trip; the header comment, which documents the fields, is kept)."""
+    """Writes the new weights' sha256 and held-out accuracy into the zoo entry.
+
+    A YAML round trip; the header comment, which documents the fields, is kept.
+    """
     text = registry.read_text()
     header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
     doc = yaml.safe_load(text)

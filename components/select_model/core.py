@@ -187,8 +187,9 @@ def select_source(
     model_normalization: str = "",
     **options: Any,
 ) -> Selection:
-    """The zoo's best fit, or with `model_uri` the user's model file (loaded, cut at its
-    feature layer, costed from the model) if it fits the device.
+    """The zoo's best fit, or with `model_uri` the user's model file if it fits the device.
+
+    The user's file is loaded, cut at its feature layer and costed from the model.
 
     Args:
         zoo: the zoo entries.

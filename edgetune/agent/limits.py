@@ -81,7 +81,7 @@ def check_image_size(data: bytes, max_pixels: int) -> None:
 
 
 def header_timeout_protocol(timeout_s: float) -> type[H11Protocol]:
-    """Uvicorn's h11 protocol, closing connections that do not send complete headers in time.
+    """uvicorn's h11 protocol, closing connections that do not send complete headers in time.
 
     uvicorn's keep-alive timer is reset by every received byte, so a client sending one
     header byte a second (slowloris) would hold its connection forever.
