@@ -101,8 +101,9 @@ class DeployConfig(StepConfig):
 
 @dataclass(frozen=True)
 class RolloutReport(StepOutput):
-    """What a rollout did on each device, decided by the model sha256 each device reports:
-    deploy's output.
+    """deploy's output: what a rollout did on each device.
+
+    Each device's status is decided by the model sha256 it reports.
 
     Attributes:
         version: the bundle version rolled out.
@@ -145,6 +146,7 @@ class RolloutReport(StepOutput):
 
     @property
     def skipped(self) -> int:
+        """How many devices the rollout did not reach (it stopped at an earlier wave)."""
         return sum(d["status"] == SKIPPED for d in self.devices)
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,8 +231,9 @@ def rollout_to_fleet(
     tags: str = "",
     **waves: Any,
 ) -> RolloutReport:
-    """`rollout` to the devices of a fleet file ("" for none) carrying every tag in `tags`
-    (comma-separated; "" for all), in file order, one log line per device.
+    """`rollout` to the devices of a fleet file ("" for none), one log line per device.
+
+    Only the devices carrying every tag in `tags` (comma-separated; "" for all), in file order.
 
     `signing_key` signs rollback orders; `waves` are `rollout`'s wave options.
     """

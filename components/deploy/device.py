@@ -43,6 +43,7 @@ class Target:
 
     @classmethod
     def of(cls, data: bytes, manifest: Manifest) -> Target:
+        """The target for a bundle's bytes, identified by its signed manifest."""
         return cls(data, manifest.version, manifest.sequence, manifest.files[MODEL_FILE].sha256)
 
 
@@ -89,7 +90,7 @@ class DeviceRollout:
             )
         except (_Refused, EdgetuneError) as e:
             status, reason = FAILED, str(e)
-        except Exception as e:  # noqa: BLE001 - one device's surprise must not end the rollout
+        except Exception as e:  # one device's surprise must not end the rollout
             status, reason = FAILED, f"unexpected {type(e).__name__}: {e}"
         return {
             "name": self.device.name,
