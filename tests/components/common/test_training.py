@@ -113,6 +113,13 @@ def test_a_train_report_fills_its_stage_only_with_the_sparsity_it_measured():
     assert pruned.metadata() == {"sparsity": 0.5}
     assert qat.summary_part() == {"stages": {"qat": {"sparsity": 0.49, "sparsity_kept": 0.98}}}
     assert list(qat.metrics()) == ["sparsity_before", "sparsity", "sparsity_kept", "val_accuracy"]
+    fallback = TrainReport({"sparsity": 0.5, "mode": "ptq-fallback", "fallback_reason": "Lambda"},
+                           stage="qat")  # fmt: skip
+    assert fallback.summary_part() == {
+        "stages": {"qat": {"sparsity": 0.5, "mode": "ptq-fallback", "fallback_reason": "Lambda"}}
+    }
+    assert fallback.tags() == {"qat_mode": "ptq-fallback", "qat_fallback": "Lambda"}
+    assert qat.tags() == {}
 
 
 def test_config_from_takes_the_configs_fields_by_name_and_nothing_else():
