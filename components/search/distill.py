@@ -80,7 +80,7 @@ def check_student_fits(student: str, model: Any, device: DeviceProfile) -> None:
     Raises:
         EdgetuneError: one line with the student, the figure and the budget.
     """
-    from edgetune.zoo.architectures import peak_activation_bytes
+    from edgetune.zoo.costs import peak_activation_bytes
 
     params, peak = model.count_params(), peak_activation_bytes(model)
     if params > device.flash_bytes:
