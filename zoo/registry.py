@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -71,9 +72,18 @@ class ZooEntry:
                 f"{where}: field 'weights.{needed}' is missing; weights.source={weights['source']} needs it"
             )
         norm = require(d, "normalization", dict, where)
+        architecture = require(d, "architecture", str, where)
+        if architecture not in ("digitnet", MODEL_FILE_ARCHITECTURE) and not re.fullmatch(
+            r"keras:[A-Z][A-Za-z0-9]+", architecture
+        ):
+            # Refused when the zoo is read (up front), not 40 s into fine_tune.
+            raise EdgetuneError(
+                f"{where}: field 'architecture'={architecture!r}; accepted: digitnet, "
+                f"keras:<Application>, {MODEL_FILE_ARCHITECTURE}"
+            )
         return cls(
             id=require(d, "id", str, where),
-            architecture=require(d, "architecture", str, where),
+            architecture=architecture,
             input_shape=(shape[0], shape[1], shape[2]),
             normalization={
                 "scale": float(norm.get("scale", 1.0)),

@@ -54,6 +54,7 @@ def test_packaged_zoo_loads_every_entry_and_entries_round_trip():
         ({"weights": {"source": "s3"}}, "'weights.source'='s3'; accepted: package, keras-imagenet"),
         ({"top1": "high"}, "field 'top1'='high'; expected int or float"),
         ({"params": None}, "field 'params'=None; expected int"),
+        ({"architecture": "resnet"}, "field 'architecture'='resnet'; accepted: digitnet, keras:"),
     ],
 )
 def test_bad_entries_are_reported_with_file_index_id_and_field(tmp_path, change, message):
