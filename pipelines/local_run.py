@@ -46,6 +46,11 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         print(f"writing the demo data set to {data} (edgetune demo-data)")
         write_demo_digits(data)
     run_params.check_data_uri(str(params["data_uri"]), local=True)
+    if data is not None:  # a second or two on a local source; ingest does the full check
+        from edgetune.components.ingest.sources import quick_check
+
+        least = params.get("min_per_class", run_params.DECLARED["min_per_class"].default)
+        quick_check(str(params["data_uri"]), min_per_class=int(least))
     params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
     return run_params.resolve_file_params(params)
 
