@@ -111,15 +111,13 @@ def _inverse_warps(tf: Any, params: Any, height: int, width: int) -> Any:
     return tf.stack(rows, axis=1)
 
 
-def augment_batch(tf: Any, images: Any, augmented: Any, policy: AugmentPolicy, seed: Any) -> Any:
-    """Augments the images of a batch whose `augmented` flag is set; the rest pass unchanged.
+def augment_batch(tf: Any, images: Any, policy: AugmentPolicy, seed: Any) -> Any:
+    """Augmented versions of a batch of uint8 images (B, H, W, C), for the on-the-fly reader.
 
-    `images` is uint8 (B, H, W, C) with a static height and width; `seed` a stateless seed
-    pair (a tensor), different for every batch.
+    `seed` is a stateless seed pair (a tensor), different for every batch; the height and
+    width must be static.
     """
     height, width = images.shape[1], images.shape[2]
     draws = tf.random.stateless_uniform([tf.shape(images)[0], 8], seed, -1.0, 1.0)
-    warped = apply_warps(
-        tf, images, augment_params(tf, draws, policy, height, width), height, width
-    )
-    return tf.where(augmented[:, None, None, None], warped, images)
+    params = augment_params(tf, draws, policy, height, width)
+    return apply_warps(tf, images, params, height, width)

@@ -25,6 +25,7 @@ SPLITS = ("train", "val", "test")
 SHARD_EXAMPLES = 2048  # images per shard, about 55 MB at 96x96x3
 SHUFFLE_BUFFER = 4096  # examples a shuffling reader holds: bounded, whatever the data size
 _PREVIEW_ROWS = 10
+_AUGMENT_BATCH = 64  # copies warped per op call on the fly
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def stream(
     parse = _parser(tf, spec)
     paths = [str(p) for p in shard_paths(data_dir, split)]
 
-    def examples(augmented: bool, repeat: int, stream_seed: int) -> Any:
+    def examples(repeat: int, stream_seed: int) -> Any:
         files_ds = tf.data.Dataset.from_tensor_slices(paths)
         if shuffle:
             files_ds = files_ds.shuffle(len(paths), seed=stream_seed, reshuffle_each_iteration=True)
@@ -167,33 +168,34 @@ def stream(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=not shuffle,
         )
-        return (
-            ds.repeat(repeat)
-            .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-            .map(lambda x, y: (x, y, augmented))
-        )
+        return ds.repeat(repeat).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     copies = policy.copies if policy is not None else 0
-    ds = examples(False, 1, seed)
+    ds = examples(1, seed)
     if copies:
-        # Originals and augmented copies drawn in proportion, so both spread over the epoch.
+
+        def augment(i: Any, batch: Any) -> Any:
+            x, y = batch
+            return augment_batch(tf, x, policy, tf.stack([tf.constant(seed, tf.int64), i])), y
+
+        # Only the copies are warped, a batch at a time (one op call for many images), then
+        # drawn in proportion with the originals so both spread over the epoch.
+        augmented = (
+            examples(copies, seed + 1)
+            .batch(_AUGMENT_BATCH)
+            .enumerate()
+            .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch()
+        )
         ds = tf.data.Dataset.sample_from_datasets(
-            [ds, examples(True, copies, seed + 1)], weights=[1.0, float(copies)], seed=seed
+            [ds, augmented], weights=[1.0, float(copies)], seed=seed
         )
     if shuffle:
         ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if copies:
-
-        def augment(i: Any, batch: Any) -> Any:
-            x, y, flags = batch
-            batch_seed = tf.stack([tf.constant(seed, tf.int64), i])
-            return augment_batch(tf, x, flags, policy, batch_seed), y
-
-        ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     scale, offset = np.float32(spec.scale), np.float32(spec.offset)
     ds = ds.map(
-        lambda x, y, *_: (tf.cast(x, tf.float32) * scale + offset, y),
+        lambda x, y: (tf.cast(x, tf.float32) * scale + offset, y),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.prefetch(tf.data.AUTOTUNE)
