@@ -22,6 +22,7 @@ from typing import Any
 from benchmarks import (
     byom,
     compression,
+    data_scale,
     fanout,
     input_pipeline,
     machine,
@@ -32,7 +33,15 @@ from benchmarks.common import RESULTS_DIR, Progress
 from edgetune import files
 
 # Run order: fanout reuses compression's int8 file; the pipeline run goes last, on its own.
-SECTIONS = ("compression", "input_pipeline", "fanout", "pretraining", "byom", "pipeline_time")
+SECTIONS = (
+    "compression",
+    "input_pipeline",
+    "fanout",
+    "pretraining",
+    "byom",
+    "data_scale",
+    "pipeline_time",
+)
 SCHEMA = 1
 
 
@@ -54,6 +63,8 @@ def _section(name: str, work: Path, done: dict[str, Any]) -> dict[str, Any]:
         return byom.run(target)
     if name == "pipeline_time":
         return pipeline_time.run(target)
+    if name == "data_scale":
+        return data_scale.run(target)
     raise ValueError(f"unknown section {name!r}; accepted: {', '.join(SECTIONS)}")
 
 
