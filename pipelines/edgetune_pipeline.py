@@ -48,6 +48,9 @@ def edgetune_pipeline(  # every knob a user may turn is a run parameter
     test_fraction: float = D.test_fraction,
     max_quarantine_fraction: float = D.max_quarantine_fraction,
     min_per_class: int = D.min_per_class,
+    max_pixels: int = D.max_pixels,
+    fold_case: bool = D.fold_case,
+    label_map: dict = D.label_map,
     augment: dict = D.augment,
     head_epochs: int = D.head_epochs,
     unfreeze_epochs: int = D.unfreeze_epochs,
@@ -90,6 +93,9 @@ def edgetune_pipeline(  # every knob a user may turn is a run parameter
             test_fraction=test_fraction,
             max_quarantine_fraction=max_quarantine_fraction,
             min_per_class=min_per_class,
+            max_pixels=max_pixels,
+            fold_case=fold_case,
+            label_map=label_map,
             **run,
         )
         chosen = select_model(

@@ -47,10 +47,13 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         write_demo_digits(data)
     run_params.check_data_uri(str(params["data_uri"]), local=True)
     if data is not None:  # a second or two on a local source; ingest does the full check
-        from edgetune.components.ingest.sources import quick_check
+        from edgetune.components.ingest.sources import LabelRules, quick_check
 
-        least = params.get("min_per_class", run_params.DECLARED["min_per_class"].default)
-        quick_check(str(params["data_uri"]), min_per_class=int(least))
+        def given(name: str) -> Any:
+            return params.get(name, run_params.DECLARED[name].default)
+
+        rules = LabelRules(fold_case=given("fold_case"), label_map=given("label_map") or {})
+        quick_check(str(params["data_uri"]), min_per_class=int(given("min_per_class")), rules=rules)
     params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
     return run_params.resolve_file_params(params)
 

@@ -1,5 +1,7 @@
 """ingest as a KFP component: an image folder or table to a split, checked Parquet dataset."""
 
+from typing import Optional
+
 from kfp import dsl
 
 from edgetune.images import COMPONENT_IMAGE
@@ -17,6 +19,9 @@ def ingest(
     test_fraction: float = 0.15,
     max_quarantine_fraction: float = 0.05,
     min_per_class: int = 5,
+    max_pixels: int = 40_000_000,
+    fold_case: bool = False,
+    label_map: Optional[dict] = None,  # noqa: UP045 - KFP reads the annotation
 ):
     """Writes dataset.parquet and ingest_report.json (fingerprint, counts, quarantine)."""
     from edgetune import progress
@@ -28,5 +33,14 @@ def ingest(
                         max_quarantine_fraction=max_quarantine_fraction, min_per_class=min_per_class)  # fmt: skip
         tracking.log_params({"source": source, **settings})
         reporter = progress.reporter("ingest: images read")
-        report = core.ingest(source, dataset.path, progress=reporter, **settings)
+        rules = core.IngestConfig(fold_case=fold_case, label_map=label_map or {}).label_rules()
+        tracking.log_params({"max_pixels": max_pixels, **rules.to_dict()})
+        try:
+            report = core.ingest(source, dataset.path, progress=reporter, max_pixels=max_pixels,
+                                 label_rules=rules, **settings)  # fmt: skip
+        except core.IngestStopped as stopped:  # the report names every problem: keep it
+            import mlflow
+
+            mlflow.log_artifact(str(stopped.report_path))
+            raise
         tracking.record(report, dataset)

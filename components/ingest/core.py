@@ -54,6 +54,19 @@ class IngestConfig(StepConfig):
     min_per_class: int = Field(
         5, ge=2, description="the run stops when a class has fewer usable images"
     )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="an image with more pixels (width x height) is quarantined, never decoded",
+    )
+    fold_case: bool = Field(False, description="labels differing only in case are one class")
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="renames or merges classes: {raw label: class}"
+    )
+
+    def label_rules(self) -> LabelRules:
+        """The label normalization these settings ask for."""
+        return LabelRules(fold_case=self.fold_case, label_map=self.label_map)
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> IngestConfig:

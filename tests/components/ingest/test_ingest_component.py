@@ -64,3 +64,19 @@ def test_a_class_too_small_fails_the_run_with_the_reason(
 
     run = support.runs_of(tracking_uri, run_name)["ingest"]
     assert run.info.status == "FAILED" and "min_per_class=5" in run.data.tags[tracking.TAG_ERROR]
+    # The report naming every problem is in the failed run too.
+    client = mlflow.MlflowClient(tracking_uri)
+    logged = json.loads(
+        Path(client.download_artifacts(run.info.run_id, files.INGEST_REPORT)).read_text()
+    )
+    assert logged["status"] == "stopped" and logged["small_classes"] == {"dog": 2}
+
+
+def test_label_rules_merge_classes(image_folder, tracking_uri, run_name, tmp_path):
+    src = image_folder({"Three": 4, "3": 4, "four": 8})
+    dataset = dsl.Dataset(uri=str(tmp_path / "dataset"))
+
+    ingest.python_func(source=str(src), dataset=dataset, run_name=run_name,
+                       tracking_uri=tracking_uri, fold_case=True, label_map={"three": "3"})  # fmt: skip
+
+    assert IngestReport.read(dataset.path).class_counts == {"3": 8, "four": 8}

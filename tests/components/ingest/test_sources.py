@@ -169,3 +169,13 @@ def _text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def test_the_ingest_config_declares_the_label_rules_and_the_pixel_limit():
+    from edgetune.components.ingest.core import IngestConfig
+
+    config = IngestConfig(fold_case=True, label_map={"three": "3"}, max_pixels=1000)
+
+    assert config.label_rules().apply(" THREE ") == "3" and config.max_pixels == 1000
+    with pytest.raises(EdgetuneError, match="max_pixels"):
+        IngestConfig(max_pixels=0)
