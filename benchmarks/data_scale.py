@@ -150,6 +150,7 @@ def _epochs(ds: Any, epochs: int = 2) -> list[tuple[int, float]]:
 
 
 def child_keras(folder: Path) -> dict[str, Any]:
+    """One epoch of `image_dataset_from_directory` over `folder` at the benchmark's size."""
     import tensorflow as tf
 
     start = time.perf_counter()
@@ -168,6 +169,7 @@ def child_keras(folder: Path) -> dict[str, Any]:
 
 
 def child_training_input(data_dir: Path, epochs: int) -> dict[str, Any]:
+    """`epochs` passes over the training split through `training.split_dataset`."""
     import tensorflow  # noqa: F401 - imported before the clock starts
 
     from edgetune.components.common import training
@@ -202,6 +204,7 @@ def _child(kind: str, *args: str) -> dict[str, Any]:
 
 
 def run(work: Path, sizes: tuple[int, ...] = (2000, 20000), copies: int = 2) -> dict[str, Any]:
+    """Every measurement for every size, each in its own process; the section's result."""
     log = Progress("data_scale")
     results: dict[str, Any] = {"image_size": list(SIZE), "classes": CLASSES, "copies": copies}
     results["sizes"] = {}
@@ -232,6 +235,7 @@ def run(work: Path, sizes: tuple[int, ...] = (2000, 20000), copies: int = 2) -> 
 
 
 def main() -> None:
+    """The command line: a standalone run, or one measurement as a child (`--child`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--copies", type=int, default=2)
