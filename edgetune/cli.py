@@ -51,7 +51,7 @@ def _local_run(args: argparse.Namespace) -> int:
 def _compile(args: argparse.Namespace) -> int:
     from edgetune.pipelines.compile import compile_pipeline
 
-    print(compile_pipeline(args.out))
+    print(compile_pipeline(args.out, target=args.target, cluster_settings=args.cluster))
     return 0
 
 
@@ -123,16 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="write the KFP v2 IR YAML")
     comp.add_argument("--out", default="pipelines/edgetune_pipeline.yaml")
+    comp.add_argument(
+        "--target",
+        choices=("cluster", "local"),
+        default="cluster",
+        help="cluster: with secrets, config map, resources, retries (kfp-kubernetes)",
+    )
+    comp.add_argument(
+        "--cluster",
+        metavar="FILE",
+        help="YAML overriding the cluster settings (resources, accelerator, secret names...)",
+    )
     comp.set_defaults(func=_compile)
 
     submit = sub.add_parser(
         "submit", help="submit the compiled pipeline to a Kubeflow Pipelines host"
     )
-    submit.add_argument("--host", required=True)
+    submit.add_argument("--host", help="KFP API endpoint; default: $KF_PIPELINES_ENDPOINT")
+    submit.add_argument("--namespace", help="Kubernetes namespace (multi-user Kubeflow)")
+    submit.add_argument(
+        "--token", default="", help="bearer token; default: $KF_PIPELINES_TOKEN, else the client's"
+    )
     submit.add_argument("--package", default="pipelines/edgetune_pipeline.yaml")
+    submit.add_argument("--pipeline-name", default="edgetune", help="the pipeline in KFP")
     submit.add_argument("--preset", default="default")
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    submit.add_argument("--experiment", default="edgetune")
+    submit.add_argument("--experiment", default="edgetune", help="the KFP experiment")
     submit.set_defaults(func=_submit)
     return parser
 

@@ -61,6 +61,16 @@ class RunSettings(StepConfig):
         "", description="MLflow tracking URI; empty: $MLFLOW_TRACKING_URI, else ./mlflow.db"
     )
     experiment: str = Field("edgetune", min_length=1, description="MLflow experiment")
+    data_version: str = Field(
+        "",
+        description="what identifies the data's content, in ingest's cache key; empty: "
+        "local-run and submit fill in a fingerprint of the source's file listing",
+    )
+    code_version: str = Field(
+        "",
+        description="what identifies the code, in every cached step's key; empty: local-run "
+        "and submit fill in the version, git commit and uncommitted changes",
+    )
     device_profile: str = Field(
         "cortex-m7", min_length=1, description="the target device's profile name"
     )
@@ -106,6 +116,8 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "run_name": ((RunSettings, "run_name"),),
     "tracking_uri": ((RunSettings, "tracking_uri"),),
     "experiment": ((RunSettings, "experiment"),),
+    "data_version": ((RunSettings, "data_version"),),
+    "code_version": ((RunSettings, "code_version"),),
     "device_profile": ((RunSettings, "device_profile"),),
     "devices_file": ((RunSettings, "devices_file"),),
     "zoo_file": ((RunSettings, "zoo_file"),),

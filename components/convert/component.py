@@ -12,10 +12,11 @@ def convert(
     qat_model: dsl.Input[dsl.Model],
     tflite_float: dsl.Output[dsl.Model],
     tflite_int8: dsl.Output[dsl.Model],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     representative_samples: int = 200,
     seed: int = 0,
 ):

@@ -16,10 +16,11 @@ def evaluate(
     tflite_int8: dsl.Input[dsl.Model],
     report: dsl.Output[dsl.Artifact],
     metrics: dsl.Output[dsl.Metrics],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     min_accuracy: float = 0.95,
     max_drop_points: float = 1.0,
     latency_runs: int = 200,

@@ -10,10 +10,11 @@ def fine_tune(
     data: dsl.Input[dsl.Dataset],
     selection: dsl.Input[dsl.Artifact],
     model: dsl.Output[dsl.Model],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     head_epochs: int = 4,
     unfreeze_epochs: int = 4,
     unfreeze_top_layers: int = 0,

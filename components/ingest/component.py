@@ -11,10 +11,12 @@ from edgetune.images import COMPONENT_IMAGE
 def ingest(
     source: str,
     dataset: dsl.Output[dsl.Dataset],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    data_version: str = "",  # in the cache key only: other data misses the cache
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     max_quarantine_fraction: float = 0.05,

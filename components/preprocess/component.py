@@ -12,10 +12,11 @@ def preprocess(
     dataset: dsl.Input[dsl.Dataset],
     selection: dsl.Input[dsl.Artifact],
     data: dsl.Output[dsl.Dataset],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     augment: Optional[dict] = None,  # noqa: UP045 - KFP reads the annotation
     seed: int = 0,
 ):

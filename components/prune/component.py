@@ -10,10 +10,11 @@ def prune(
     data: dsl.Input[dsl.Dataset],
     float_model: dsl.Input[dsl.Model],
     model: dsl.Output[dsl.Model],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     target_sparsity: float = 0.5,
     epochs: int = 3,
     learning_rate: float = 1e-4,

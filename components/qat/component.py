@@ -10,10 +10,11 @@ def qat(
     data: dsl.Input[dsl.Dataset],
     pruned_model: dsl.Input[dsl.Model],
     model: dsl.Output[dsl.Model],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     epochs: int = 2,
     learning_rate: float = 5e-5,
     batch_size: int = 32,

@@ -9,10 +9,11 @@ from edgetune.images import COMPONENT_IMAGE
 def select_model(
     device_profile: str,
     selection: dsl.Output[dsl.Artifact],
-    run_name: str,
+    run_name: str = "",
     pipeline_run_id: str = "",
     tracking_uri: str = "",
     experiment: str = "edgetune",
+    code_version: str = "",  # in the cache key only: a new release misses the cache
     devices_file: str = "",
     zoo_file: str = "",
     model_id: str = "",

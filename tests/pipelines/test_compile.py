@@ -38,7 +38,7 @@ def _tasks(spec: dict) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = compile_pipeline(tmp_path_factory.mktemp("ir") / "edgetune.yaml")
-    return yaml.safe_load(out.read_text())
+    return next(yaml.safe_load_all(out.read_text()))  # the pipeline spec; then the platform spec
 
 
 def test_pipeline_compiles_with_nine_components_gate_and_exit_handler(spec: dict) -> None:
