@@ -42,9 +42,8 @@ local-run-tiny: local-run ## the same, with tiny settings (about two minutes)
 compile: $(STAMP) ## write the KFP v2 IR YAML to pipelines/edgetune_pipeline.yaml
 	$(BIN)/edgetune compile --out pipelines/edgetune_pipeline.yaml
 
-submit: compile ## submit to a Kubeflow Pipelines host: make submit KFP_HOST=https://... [ARGS="--set key=value"]
-	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST=<your Kubeflow Pipelines endpoint>"; exit 2; }
-	$(BIN)/edgetune submit --host $(KFP_HOST) --preset $(PRESET) $(ARGS)
+submit: compile ## upload and run on Kubeflow Pipelines: make submit KFP_HOST=https://... [ARGS="--namespace ns --set key=value"]
+	$(BIN)/edgetune submit $(if $(KFP_HOST),--host $(KFP_HOST)) --preset $(PRESET) $(ARGS)
 
 test: $(STAMP) lint ## lint, then every test (unit, kfp.local, compile, one end-to-end run)
 	$(BIN)/pytest -q

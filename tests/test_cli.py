@@ -97,7 +97,7 @@ def test_a_run_that_may_deploy_needs_a_signing_key_up_front(nothing_starts, caps
     package.write_text("{}")
     code = cli.main(
         ["submit", "--host", "http://127.0.0.1:9", "--package", str(package),
-         "--set", "data_uri=s3://bucket/photos"]
+         "--set", "data_uri=s3://bucket/photos", "--set", "tracking_uri=http://mlflow:5000"]
     )  # fmt: skip
     assert code == 2
     assert "signing_key is empty" in capsys.readouterr().err
