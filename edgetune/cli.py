@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--keep-agents", action="store_true", help="leave the agents running at the end"
     )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step; by default a step whose inputs and code are unchanged since an "
+        "earlier run (runs/.kfp_cache) reuses that run's outputs",
+    )
     run.set_defaults(func=_local_run)
 
     params = sub.add_parser(

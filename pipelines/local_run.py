@@ -20,9 +20,11 @@ from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
 from edgetune.components.common import summary, tracking
 from edgetune.errors import EdgetuneError
 from edgetune.pipelines import params as run_params
+from edgetune.pipelines import versions
 
 DEMO_DATA = Path("data/digits")
 KEY_DIR = Path(".edgetune/keys")
+CACHE_DIR = ".kfp_cache"  # beside the run folders: every local run shares it
 
 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,11 +57,17 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         rules = LabelRules(fold_case=given("fold_case"), label_map=given("label_map") or {})
         quick_check(str(params["data_uri"]), min_per_class=int(given("min_per_class")), rules=rules)
     params["tracking_uri"] = tracking.resolve_tracking_uri(params.get("tracking_uri", ""))
-    return run_params.resolve_file_params(params)
+    params = run_params.resolve_file_params(params)
+    return versions.fill(params, when=f"{datetime.now(UTC):%Y%m%dT%H%M%S}")
 
 
-def run_pipeline(params: dict[str, Any], out: Path) -> float:
-    """Runs the DAG through kfp.local; returns its wall time in seconds."""
+def run_pipeline(params: dict[str, Any], out: Path, *, cache: bool = True) -> float:
+    """Runs the DAG through kfp.local; returns its wall time in seconds.
+
+    With `cache`, a step whose inputs (data_version, parameters, code_version, upstream
+    outputs) match an earlier run's is not run again: kfp.local hands on that run's outputs
+    from the cache beside the runs (runs/.kfp_cache), as long as they still exist.
+    """
     from kfp import local
 
     from edgetune.pipelines.edgetune_pipeline import edgetune_pipeline
@@ -71,6 +79,8 @@ def run_pipeline(params: dict[str, Any], out: Path) -> float:
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(out / "kfp"),
         raise_on_error=False,
+        enable_caching=cache,
+        cache_root=str(out.parent / CACHE_DIR),
     )
     start = time.perf_counter()
     edgetune_pipeline(**params)
@@ -133,7 +143,7 @@ def run_local(args: argparse.Namespace) -> LocalRun:
         params.setdefault("signing_key", str(private.resolve()))
         print(f"started {args.agents} local agents: {', '.join(fleet.urls)}")
     try:
-        wall = run_pipeline(params, out)
+        wall = run_pipeline(params, out, cache=not getattr(args, "no_cache", False))
         result = collect_summary(params, wall, out)
     except BaseException:
         if fleet is not None:

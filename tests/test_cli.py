@@ -106,8 +106,8 @@ def test_a_run_that_may_deploy_needs_a_signing_key_up_front(nothing_starts, caps
 def test_an_int_for_a_float_reaches_the_pipeline_as_a_float(nothing_starts, monkeypatch):
     seen = {}
 
-    def fake_pipeline(params, out):
-        seen.update(params)
+    def fake_pipeline(params, out, **options):
+        seen.update(params, **options)
         raise KeyboardInterrupt  # stop here: what the DAG would receive is what we check
 
     monkeypatch.setattr(local_run, "run_pipeline", fake_pipeline)
@@ -122,6 +122,8 @@ def test_an_int_for_a_float_reaches_the_pipeline_as_a_float(nothing_starts, monk
     assert seen["min_accuracy"] == 1.0 and type(seen["min_accuracy"]) is float
     assert type(seen["deploy_timeout_s"]) is float
     assert seen["data_uri"] == str(nothing_starts / "photos")
+    assert seen["cache"] is True  # local runs reuse unchanged steps unless --no-cache
+    assert seen["data_version"].startswith("listing:") and seen["code_version"]
 
 
 def test_a_bad_value_stops_the_run_before_the_demo_data_is_written(nothing_starts, capsys):
