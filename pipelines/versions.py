@@ -16,6 +16,16 @@ from edgetune import __version__
 from edgetune import code_version as packaged_code_version
 
 ROOT = Path(__file__).resolve().parents[1]
+# What the steps run: an edit elsewhere (README, tests, benchmarks) is not a new code version.
+CODE_PATHS = (
+    "edgetune",
+    "components",
+    "pipelines",
+    "zoo",
+    "configs",
+    "pyproject.toml",
+    "requirements.lock",
+)
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes] | None:
@@ -39,8 +49,8 @@ def code_version() -> str:
     if head is None:
         return packaged_code_version()
     version = f"{__version__}+{head.stdout.decode().strip()[:12]}"
-    diff = _git("diff", "HEAD", "--binary")
-    untracked = _git("ls-files", "--others", "--exclude-standard", "-z")
+    diff = _git("diff", "HEAD", "--binary", "--", *CODE_PATHS)
+    untracked = _git("ls-files", "--others", "--exclude-standard", "-z", "--", *CODE_PATHS)
     if diff is None or untracked is None:
         return version
     digest = hashlib.sha256(diff.stdout)

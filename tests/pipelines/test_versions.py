@@ -60,19 +60,23 @@ def test_code_version_names_the_commit_and_uncommitted_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _git(tmp_path, "init", "-q")
-    (tmp_path / "core.py").write_text("x = 1\n")
+    core = tmp_path / "components" / "core.py"
+    core.parent.mkdir()
+    core.write_text("x = 1\n")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
     monkeypatch.setattr(versions, "ROOT", tmp_path)
     clean = versions.code_version()
     assert clean.startswith(f"{__version__}+") and "dirty" not in clean
-    (tmp_path / "core.py").write_text("x = 2\n")
+    core.write_text("x = 2\n")
     edited = versions.code_version()
     assert edited.startswith(clean + ".dirty")
-    (tmp_path / "core.py").write_text("x = 3\n")
+    core.write_text("x = 3\n")
     assert versions.code_version() not in (clean, edited)
-    (tmp_path / "core.py").write_text("x = 1\n")
-    (tmp_path / "new_step.py").write_text("y = 1\n")  # untracked source counts too
+    core.write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("docs are not code\n")
+    assert versions.code_version() == clean
+    (tmp_path / "components" / "new_step.py").write_text("y = 1\n")  # untracked source counts
     assert versions.code_version().startswith(clean + ".dirty")
 
 
