@@ -66,6 +66,7 @@ def test_a_blessed_file_becomes_the_candidate_and_a_refused_one_does_not(
     candidate = registry.get_model_version_by_alias(tracking.REGISTERED_MODEL, "candidate")
     assert str(candidate.version) == version and candidate.tags["blessed"] == "True"
     assert metrics.metadata["tflite_int8_accuracy"] == report["stages"]["tflite_int8"]["accuracy"]
+    assert files.read_json(metrics.path) == metrics.metadata  # kfp.local caches only a real file
     for stage in report["stages"]:
         with Image.open(tmp_path / "a" / "report" / f"confusion_{stage}.png") as image:
             assert image.format == "PNG"
