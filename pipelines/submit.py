@@ -112,14 +112,15 @@ def mount_paths(package: Path) -> list[str]:
 
 
 def check_pod_paths(params: dict[str, Any], mounts: list[str]) -> None:
-    """No parameter a pod reads names a path on this machine: data_uri is a remote URI, and
+    """No parameter a pod reads names a path on this machine: data_uri and model_uri are remote, and
     each file parameter an absolute path under a volume the pipeline mounts."""
-    data = str(params.get("data_uri", ""))
-    if data and run_params.local_data_path(data) is not None:
-        raise EdgetuneError(
-            f"pipeline parameter data_uri={data!r} is a path on this machine; the pods read "
-            "an fsspec URI (s3://, gs://, ...)"
-        )
+    for name in ("data_uri", "model_uri"):
+        value = str(params.get(name) or "")
+        if value and run_params.local_data_path(value) is not None:
+            raise EdgetuneError(
+                f"pipeline parameter {name}={value!r} is a path on this machine; the pods read "
+                "an fsspec URI (s3://, gs://, ...)"
+            )
     where = ", ".join(mounts) or "none: compile with --target cluster"
     for name in run_params.FILE_PARAMETERS:
         value = str(params.get(name) or "")

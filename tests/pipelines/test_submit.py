@@ -97,6 +97,7 @@ def test_data_version_follows_the_listing(package: Path) -> None:
     [
         ("data_uri=data/digits", "data_uri='data/digits' is a path on this machine"),
         ("data_uri=/srv/data/digits", "data_uri='/srv/data/digits' is a path on this machine"),
+        ("model_uri=models/mine.h5", "model_uri='models/mine.h5' is a path on this machine"),
         ("signing_key=.edgetune/keys/signing.key", "signing_key='.edgetune/keys/signing.key'"),
         ("fleet_file=/home/me/fleet.yaml", "fleet_file='/home/me/fleet.yaml' is not in a volume"),
         ("devices_file=/etc/edgetune-other/d.yaml", "devices_file="),
