@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -82,8 +83,24 @@ def run_pipeline(params: dict[str, Any], out: Path, *, cache: bool = True) -> fl
         enable_caching=cache,
         cache_root=str(out.parent / CACHE_DIR),
     )
+    # The tasks (subprocesses) inherit the run's identity; it is not one of the cached steps'
+    # inputs, so a new run's unchanged steps hit the cache.
+    context = {
+        "EDGETUNE_RUN_NAME": params["run_name"],
+        "MLFLOW_TRACKING_URI": params["tracking_uri"],
+        "MLFLOW_EXPERIMENT_NAME": params.get("experiment") or "edgetune",
+    }
+    saved = {name: os.environ.get(name) for name in context}
+    os.environ.update(context)
     start = time.perf_counter()
-    edgetune_pipeline(**params)
+    try:
+        edgetune_pipeline(**params)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return time.perf_counter() - start
 
 

@@ -111,6 +111,12 @@ def component_run(
     """
     import mlflow
 
+    # The run context from the environment first: the cached steps get no identity inputs.
+    env = os.environ
+    run_name = env.get("EDGETUNE_RUN_NAME") or run_name
+    pipeline_run_id = env.get("EDGETUNE_PIPELINE_RUN_ID") or pipeline_run_id
+    tracking_uri = env.get(TRACKING_URI_ENV) or tracking_uri
+    experiment = env.get("MLFLOW_EXPERIMENT_NAME") or experiment
     experiment_id = use_experiment(tracking_uri, experiment)
     parent = parent_run(experiment_id, run_name or pipeline_run_id, pipeline_run_id)
     tags = {TAG_COMPONENT: component, TAG_RUN_NAME: run_name or pipeline_run_id}
