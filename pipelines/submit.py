@@ -82,6 +82,11 @@ def cluster_parameters(args: argparse.Namespace, package: Path) -> dict[str, Any
     now = datetime.now(UTC)
     params.setdefault("run_name", f"kfp-{now:%Y%m%d-%H%M%S}")
     versions.fill(params, when=f"{now:%Y%m%dT%H%M%S}")
+    if params["data_version"].startswith(versions.UNLISTED):
+        print(
+            f"cannot list {params['data_uri']} from here: ingest and what follows run afresh "
+            "(give --set data_version=... to let them hit the cache)"
+        )
     return params
 
 
@@ -112,8 +117,11 @@ def mount_paths(package: Path) -> list[str]:
 
 
 def check_pod_paths(params: dict[str, Any], mounts: list[str]) -> None:
-    """No parameter a pod reads names a path on this machine: data_uri and model_uri are remote, and
-    each file parameter an absolute path under a volume the pipeline mounts."""
+    """No parameter a pod reads names a path on this machine.
+
+    data_uri and model_uri are remote; each file parameter is an absolute path under a volume
+    the pipeline mounts.
+    """
     for name in ("data_uri", "model_uri"):
         value = str(params.get(name) or "")
         if value and run_params.local_data_path(value) is not None:

@@ -118,20 +118,19 @@ def _remote_listing(uri: str) -> list[str] | None:
     return out
 
 
+UNLISTED = "unlisted:"
+
+
 def fill(params: dict, *, when: str) -> dict:
     """Sets code_version and data_version where the user gave none; returns `params`.
 
-    When the data cannot be listed from here, data_version is `when` (the submission's time):
-    ingest and what follows then run afresh rather than serve a stale result.
+    When the data cannot be listed from here, data_version is UNLISTED + `when` (the run's
+    time): ingest and what follows then run afresh rather than serve a stale result.
     """
     if not params.get("code_version"):
         params["code_version"] = code_version()
     if not params.get("data_version"):
         params["data_version"] = data_version(str(params.get("data_uri", "")))
     if not params["data_version"]:
-        params["data_version"] = f"unlisted:{when}"
-        print(
-            f"cannot list {params.get('data_uri')} from here: ingest and what follows run "
-            "afresh (give --set data_version=... to let them hit the cache)"
-        )
+        params["data_version"] = f"{UNLISTED}{when}"
     return params

@@ -175,3 +175,10 @@ def test_fake_server_records_requests_as_json(package: Path) -> None:
     assert "POST /apis/v2beta1/pipelines/upload" in kfp.paths()
     assert "POST /apis/v2beta1/runs" in kfp.paths()
     json.dumps(kfp.runs)
+
+
+def test_data_it_cannot_list_runs_afresh(package: Path, capsys: pytest.CaptureFixture) -> None:
+    with running_kfp(token=TOKEN) as kfp:
+        assert _submit(kfp.url, package, "--set", "data_uri=s3://bucket/photos") == 0
+    assert kfp.runs[0]["runtime_config"]["parameters"]["data_version"].startswith("unlisted:")
+    assert "cannot list s3://bucket/photos from here" in capsys.readouterr().out

@@ -48,7 +48,6 @@ def test_fill_keeps_given_values_and_marks_unlistable_data(capsys: pytest.Captur
     assert (given["code_version"], given["data_version"]) == ("v", "d")
     filled = versions.fill({"data_uri": "s3://bucket/data"}, when="20261130T120000")
     assert filled["data_version"] == "unlisted:20261130T120000"
-    assert "cannot list s3://bucket/data" in capsys.readouterr().out
     assert filled["code_version"].startswith(__version__)
 
 
