@@ -211,6 +211,21 @@ def register_model_file(
     return str(version.version)
 
 
+def register(output: Any, path: str | os.PathLike, *, run_name: str, tracking_uri: str = "") -> Any:
+    """Registers the file at `path` as the step's output decides, and moves its aliases.
+
+    `output` (e.g. an `Evaluation`) gives the new version's tags (`registration_tags`), takes
+    the version (`registered`) and names the aliases to move to it (`aliases`).
+
+    Returns:
+        The output, registered.
+    """
+    version = register_model_file(str(path), tags=output.registration_tags(run_name))
+    registered = output.registered(version)
+    move_aliases(registered.aliases(), tracking_uri=tracking_uri)
+    return registered
+
+
 def move_aliases(
     aliases: Mapping[str, str], *, name: str = REGISTERED_MODEL, tracking_uri: str = ""
 ) -> None:

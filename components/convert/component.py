@@ -21,27 +21,20 @@ def convert(
     seed: int = 0,
 ):
     """Writes model.tflite into each output; logs both files and their sizes."""
-    from pathlib import Path
-
     import mlflow
 
     from edgetune import files
     from edgetune.components.common import tracking, training
     from edgetune.components.convert import core
-    from edgetune.components.convert.outputs import ConvertReport
-    from edgetune.components.qat.core import load_qat_model
 
     with tracking.component_run("convert", run_name, pipeline_run_id, tracking_uri, experiment):
-        tracking.log_params({"representative_samples": representative_samples, "seed": seed})
+        config = training.config_from(core.ConvertConfig, locals())
+        tracking.log_params(config)
         outs = {"tflite_float": tflite_float, "tflite_int8": tflite_int8}
-        paths = {s: files.artifact_dir(a.path) / files.TFLITE_MODEL for s, a in outs.items()}
-        x_train, _ = training.load_split(data.path, "train")
-        models = (training.load_model_artifact(float_model.path),
-                  load_qat_model(Path(qat_model.path) / files.KERAS_MODEL))  # fmt: skip
-        calibration = core.representative_set(x_train, representative_samples, seed)
-        report = ConvertReport(core.convert(*models, calibration, *paths.values()))
+        report = core.convert_artifacts(data.path, float_model.path, qat_model.path,
+                                        tflite_float.path, tflite_int8.path, config)  # fmt: skip
         report.write(tflite_int8.path)
         tracking.record(report)
         for stage, artifact in outs.items():
             artifact.metadata.update(report.sizes(stage))
-            mlflow.log_artifact(str(paths[stage]), stage)
+            mlflow.log_artifact(f"{artifact.path}/{files.TFLITE_MODEL}", stage)

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from edgetune import files, litert
 from edgetune.components.convert.arena import full_integer_problem, measure_arena
+from edgetune.components.convert.outputs import ConvertReport
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import StepConfig
 
@@ -165,3 +166,33 @@ def convert(
 def representative_set(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Up to `n` training inputs, drawn with `seed`, to calibrate the int8 ranges."""
     return x_train[np.random.default_rng(seed).permutation(len(x_train))[:n]]
+
+
+def convert_artifacts(
+    data_dir: str | os.PathLike,
+    float_dir: str | os.PathLike,
+    qat_dir: str | os.PathLike,
+    float_out_dir: str | os.PathLike,
+    int8_out_dir: str | os.PathLike,
+    config: ConvertConfig,
+) -> ConvertReport:
+    """`convert` on the folders the earlier steps wrote; model.tflite into each output folder.
+
+    Args:
+        data_dir: preprocess's output; `config.representative_samples` training images,
+            drawn with `config.seed`, calibrate the int8 ranges.
+        float_dir: fine_tune's model folder; qat_dir: qat's.
+        float_out_dir, int8_out_dir: where the float32 and int8 model.tflite go (created).
+    """
+    from edgetune.components.common import training
+    from edgetune.components.qat.core import load_qat_model
+
+    x_train, _ = training.load_split(data_dir, "train")
+    report = convert(
+        training.load_model_artifact(float_dir),
+        load_qat_model(Path(qat_dir) / files.KERAS_MODEL),
+        representative_set(x_train, config.representative_samples, config.seed),
+        files.artifact_dir(float_out_dir) / files.TFLITE_MODEL,
+        files.artifact_dir(int8_out_dir) / files.TFLITE_MODEL,
+    )
+    return ConvertReport(report)

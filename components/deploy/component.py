@@ -44,9 +44,8 @@ def deploy(
     with tracking.component_run("deploy", run_name, pipeline_run_id, tracking_uri, experiment):
         tracking.log_params(fleet_file=fleet_file, smoke_samples=smoke_samples, timeout_s=timeout_s)
         evaluated = Evaluation.read(evaluation.path)
-        fingerprint = IngestReport.read(dataset.path).fingerprint
         bundle_path = release.make_bundle(
-            bundle.path, tflite_int8.path, data.path, evaluated, fingerprint,
+            bundle.path, tflite_int8.path, data.path, evaluated, IngestReport.read(dataset.path).fingerprint,
             signing_key=signing_key, smoke_count=smoke_samples, mlflow_run_id=tracking.active_run_id(),
         )  # fmt: skip
         mlflow.log_artifact(str(bundle_path), "bundle")

@@ -33,16 +33,14 @@ def evaluate(
 
     with tracking.component_run("evaluate", run_name, pipeline_run_id, tracking_uri, experiment):
         policy = core.GatePolicy(min_accuracy=min_accuracy, max_drop_points=max_drop_points)
-        tracking.log_params(policy, {"latency_runs": latency_runs})
+        tracking.log_params(policy, latency_runs=latency_runs)
         stages = {"float": float_model.path, "pruned": pruned_model.path, "qat": qat_model.path,
                   "tflite_float": tflite_float.path, "tflite_int8": tflite_int8.path}  # fmt: skip
         device = Selection.read(selection.path).device
         result = core.evaluate_artifacts(data.path, stages, policy, device, report.path,
                                          latency_runs=latency_runs)  # fmt: skip
         int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
-        version = tracking.register_model_file(int8_file, tags=result.registration_tags(run_name))
-        result = result.registered(version)
-        tracking.move_aliases(result.aliases(), tracking_uri=tracking_uri)
+        result = tracking.register(result, int8_file, run_name=run_name, tracking_uri=tracking_uri)
         result.write(report.path)
         tracking.record(result, report, folder="evaluation")
         for name, value in result.accuracies().items():
