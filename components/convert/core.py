@@ -179,10 +179,16 @@ def convert_artifacts(
     """`convert` on the folders the earlier steps wrote; model.tflite into each output folder.
 
     Args:
-        data_dir: preprocess's output; `config.representative_samples` training images,
-            drawn with `config.seed`, calibrate the int8 ranges.
-        float_dir: fine_tune's model folder; qat_dir: qat's.
-        float_out_dir, int8_out_dir: where the float32 and int8 model.tflite go (created).
+        data_dir: preprocess's output; its training split calibrates the int8 ranges.
+        float_dir: fine_tune's model folder.
+        qat_dir: qat's model folder.
+        float_out_dir: where the float32 model.tflite goes (created).
+        int8_out_dir: where the int8 model.tflite goes (created).
+        config: how many training images calibrate (`representative_samples`), drawn
+            with `seed`.
+
+    Returns:
+        The report, typed: `ConvertReport`.
     """
     from edgetune.components.common import training
     from edgetune.components.qat.core import load_qat_model
