@@ -18,6 +18,22 @@ def _agent_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from edgetune.channel import DEFAULT_EXPIRES_S, Wave, parse_waves, publish
+
+    waves = parse_waves(args.waves) if args.waves else (Wave(100),)
+    doc = publish(args.bundle, args.channel, args.signing_key, waves=waves,
+                  expires_s=args.expires_s or DEFAULT_EXPIRES_S)  # fmt: skip
+    print(f"{args.channel}: {doc['version']} sequence {doc['sequence']} sha256 {doc['sha256']}")
+    return 0
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    from edgetune.fleet_status import main as fleet_status
+
+    return fleet_status(args)
+
+
 def _demo_data(args: argparse.Namespace) -> int:
     from edgetune.demo_data import write_demo_digits
 
@@ -79,6 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve = agent.add_parser("serve", help="serve models pushed as signed bundles")
     add_serve_arguments(serve)  # declared beside the agent: edgetune/agent/options.py
     serve.set_defaults(func=_agent_serve)
+
+    pub = sub.add_parser("publish", help="publish a signed bundle to a pull channel")
+    pub.add_argument("bundle", help="a bundle file made by the pipeline's convert/deploy step")
+    pub.add_argument("--channel", required=True, help="channel folder or fsspec URI (s3://...)")
+    pub.add_argument("--signing-key", required=True, help="Ed25519 private key (PEM)")
+    pub.add_argument(
+        "--waves", default=None, help="PERCENT[@SECONDS],...: e.g. 10,50@600,100@1800 (default 100)"
+    )
+    pub.add_argument("--expires-s", type=int, default=None, help="seconds until devices refuse it")
+    pub.set_defaults(func=_publish)
+
+    fleet = sub.add_parser("fleet", help="the fleet").add_subparsers(
+        dest="fleet_command", required=True
+    )
+    status = fleet.add_parser("status", help="summarise the devices' status files of a channel")
+    status.add_argument("channel", help="channel folder or fsspec URI")
+    status.add_argument("--trusted-key", default=None, help="verify channel.json with this key")
+    status.add_argument("--json", action="store_true", help="print the summary as JSON")
+    status.set_defaults(func=_fleet_status)
 
     demo = sub.add_parser("demo-data", help="write the UCI digits (scikit-learn) as a PNG folder")
     demo.add_argument("--out", default="data/digits")

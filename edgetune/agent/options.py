@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from edgetune.agent.limits import AgentLimits
+from edgetune.errors import EdgetuneError
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="a Host name accepted besides IP addresses and localhost (repeatable)",
     )
+    parser.add_argument(
+        "--pull",
+        default=None,
+        metavar="URI",
+        help="also follow this signed pull channel (folder or fsspec URI, see edgetune publish)",
+    )
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
+    parser.add_argument(
+        "--device-id", default=None, help="this device's id in the channel (waves, status file)"
+    )
     defaults = AgentLimits()
     parser.add_argument("--max-bundle-bytes", type=int, default=defaults.max_bundle_bytes)
     parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes)
@@ -81,6 +92,7 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "predict_token_file": args.predict_token_file,
         "allow_origins": args.allow_origin,
         "allow_hosts": args.allow_host,
+        "pull": _pull_config(args),
         "limits": replace(
             AgentLimits(),
             max_bundle_bytes=args.max_bundle_bytes,
@@ -90,3 +102,13 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             max_connections=args.max_connections,
         ),
     }
+
+
+def _pull_config(args: argparse.Namespace) -> Any:
+    from edgetune.agent.pull import PullConfig  # the CLI parser must not import the agent
+
+    if args.pull is None:
+        return None
+    if not args.device_id:
+        raise EdgetuneError("--pull needs --device-id (names the device's wave and status file)")
+    return PullConfig(args.pull, args.interval, args.device_id)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import uvicorn
 
 from edgetune.agent.limits import AgentLimits, header_timeout_protocol, quiet_tracebacks
+from edgetune.agent.pull import PullConfig
 from edgetune.agent.server import create_app, inherited_socket
 from edgetune.agent.tokens import read_token
 from edgetune.errors import EdgetuneError
@@ -61,6 +62,7 @@ def run(
     allow_origins: Iterable[str] = (),
     allow_hosts: Iterable[str] = (),
     limits: AgentLimits | None = None,
+    pull: PullConfig | None = None,
 ) -> None:
     """Builds the app and serves it on `fd` or `host:port` until interrupted."""
     limits = limits or AgentLimits()
@@ -71,7 +73,7 @@ def run(
     )
     quiet_tracebacks()
     app = create_app(state_dir, key, token, limits=limits, predict_token=predict_token,
-                     allow_origins=allow_origins, allow_hosts=allow_hosts)  # fmt: skip
+                     allow_origins=allow_origins, allow_hosts=allow_hosts, pull=pull)  # fmt: skip
     config = uvicorn_config(app, limits, host=host, port=port or 0, tls_cert=tls_cert,
                             tls_key=tls_key)  # fmt: skip
     server = uvicorn.Server(config)

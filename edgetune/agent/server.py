@@ -21,13 +21,14 @@ requests and foreign Host names are refused (see `limits.SameOriginOnly`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hmac
 import logging
 import os
 import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgetune import __version__
 from edgetune.agent.limits import AgentLimits, ImageTooLarge, SameOriginOnly, check_image_size
+from edgetune.agent.pull import PullConfig, Puller
 from edgetune.agent.service import Agent, NoModel, PreconditionFailed
 from edgetune.agent.store import NoPreviousVersion, VersionConflict
 from edgetune.agent.tokens import read_token
@@ -62,6 +64,7 @@ def create_app(
     predict_token: str | None = None,
     allow_origins: Iterable[str] = (),
     allow_hosts: Iterable[str] = (),
+    pull: PullConfig | None = None,
 ) -> FastAPI:
     """Builds the agent app and restores the version `state_dir` points at.
 
@@ -73,6 +76,7 @@ def create_app(
         predict_token: when given, /predict needs this bearer token too.
         allow_origins: browser origins allowed to call the agent (none by default).
         allow_hosts: Host names accepted besides IP addresses and localhost.
+        pull: when given, a background thread follows this signed channel while the app runs.
 
     Returns:
         The FastAPI app, ready for uvicorn.
@@ -84,7 +88,7 @@ def create_app(
     agent = Agent(state_dir, key, limits.max_bundle_bytes)
     agent.restore()
     app = FastAPI(title="edgetune agent", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)  # fmt: skip
+                  openapi_url=None, lifespan=_pull_lifespan(agent, pull, limits))  # fmt: skip
     app.add_middleware(SameOriginOnly, allow_origins=allow_origins, allow_hosts=allow_hosts)
     app.state.agent = agent
     push_auth = _bearer(token)
@@ -133,6 +137,23 @@ def create_app(
                 raise HTTPException(413 if e.kind == "too many pixels" else 400, str(e)) from None
 
     return app
+
+
+def _pull_lifespan(agent: Agent, pull: PullConfig | None, limits: AgentLimits):
+    """Runs the pull loop between the server's startup and shutdown (nothing without `pull`)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        puller = Puller(agent, pull, limits.max_bundle_bytes) if pull else None
+        if puller:
+            puller.start()
+        try:
+            yield
+        finally:
+            if puller:
+                await run_in_threadpool(puller.stop)
+
+    return lifespan
 
 
 def _bearer(token: str):

@@ -92,6 +92,11 @@ class Agent:
                 self._error = f"cannot restore {state.current}: {reason}"
 
     @property
+    def trusted_key(self) -> Ed25519PublicKey:
+        """The key bundles, rollback orders and pull channels must be signed with."""
+        return self._key
+
+    @property
     def etag(self) -> str:
         """Names the served state; changes with every install or rollback (If-Match)."""
         served = self._served
