@@ -47,9 +47,11 @@ class Puller:
         self._thread = threading.Thread(target=self._loop, name="edgetune-pull", daemon=True)
 
     def start(self) -> None:
+        """Starts polling in a daemon thread."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stops polling, waiting for a poll in progress (an install) to finish."""
         self._stop.set()
         self._thread.join(timeout=30)
 
