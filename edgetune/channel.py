@@ -112,6 +112,14 @@ def parse_waves(text: str) -> tuple[Wave, ...]:
     return tuple(waves)
 
 
+def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    # Object stores (s3fs) cache listings per instance, and instances are shared: a poll
+    # must see what was published since the last one.
+    fs, root = fsspec.core.url_to_fs(uri)
+    fs.invalidate_cache()
+    return fs, root
+
+
 def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
@@ -166,7 +174,7 @@ def publish(
         "expires": now + expires_s,
         "waves": [asdict(w) for w in waves],
     }
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = _fs(uri)
     fs.makedirs(_join(root, "bundles"), exist_ok=True)
     with open(bundle_path, "rb") as f:
         _put_atomic(fs, f.read(), _join(root, name))
@@ -183,7 +191,7 @@ def read_channel(uri: str, key: Ed25519PublicKey) -> Channel:
     Raises:
         ChannelRejected: missing, badly signed or malformed.
     """
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = _fs(uri)
     try:
         signature = fs.cat_file(_join(root, SIGNATURE_FILE))
         data = fs.cat_file(_join(root, CHANNEL_FILE))
@@ -221,7 +229,7 @@ def download_bundle(
     """
     if channel.size > max_bytes:
         raise ChannelRejected(f"bundle of {channel.size} bytes exceeds the limit of {max_bytes}")
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = _fs(uri)
     digest, size = hashlib.sha256(), 0
     with fs.open(_join(root, channel.bundle), "rb") as src, open(target, "wb") as out:
         while chunk := src.read(1 << 20):
@@ -238,7 +246,7 @@ def download_bundle(
 
 def write_status(uri: str, device_id: str, status: dict[str, Any]) -> None:
     """Writes `status/<device-id>.json` under the channel (atomically where the store allows)."""
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = _fs(uri)
     fs.makedirs(_join(root, "status"), exist_ok=True)
     data = (json.dumps(status, indent=2) + "\n").encode()
     _put_atomic(fs, data, _join(root, "status", f"{check_device_id(device_id)}.json"))
@@ -246,7 +254,7 @@ def write_status(uri: str, device_id: str, status: dict[str, Any]) -> None:
 
 def read_statuses(uri: str) -> list[dict[str, Any]]:
     """Every device's last status under the channel (unreadable files reported as such)."""
-    fs, root = fsspec.core.url_to_fs(uri)
+    fs, root = _fs(uri)
     statuses = []
     for path in sorted(fs.glob(_join(root, "status", "*.json"))):
         try:
