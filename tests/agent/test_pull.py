@@ -5,6 +5,7 @@ import time
 
 import httpx
 import pytest
+from support import agents as support
 
 from edgetune import channel as ch
 from edgetune import cli
@@ -162,3 +163,21 @@ def test_pull_needs_a_device_id(tmp_path, keys, capsys):
             "--trusted-key", str(keys.public), "--pull", str(tmp_path / "c")]  # fmt: skip
     assert cli.main(argv) == 2
     assert "--device-id" in capsys.readouterr().err
+
+
+def test_cli_agent_follows_the_channel(tmp_path, keys, make_bundle):
+    uri = tmp_path / "channel"
+    doc = publish(make_bundle, keys, uri)
+    token_file = tmp_path / "token"
+    token_file.write_text(support.TOKEN)
+    token_file.chmod(0o600)
+    proc, url = support.start_cli_agent(tmp_path / "state", keys.public, token_file, "--pull",
+                                        str(uri), "--interval", "0.2", "--device-id", "cli-1")  # fmt: skip
+    try:
+        assert wait_for(lambda: httpx.get(f"{url}/health").json()["model_sha256"]
+                        == doc["model_sha256"])  # fmt: skip
+        assert wait_for(lambda: (uri / "status" / "cli-1.json").is_file())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert json.loads((uri / "status" / "cli-1.json").read_text())["sha256"] == doc["sha256"]
