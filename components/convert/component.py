@@ -20,10 +20,13 @@ def convert(
     representative_samples: int = 200,
     seed: int = 0,
 ):
-    """Writes model.tflite into each output; logs both files and their sizes."""
+    """Writes model.tflite into each output, the int8 one also as firmware C source.
+
+    model_data.h/.cc go beside the int8 file and to MLflow; logs the files and their sizes.
+    """
     import mlflow
 
-    from edgetune import files
+    from edgetune import files, firmware
     from edgetune.components.common import tracking, training
     from edgetune.components.convert import core
 
@@ -38,3 +41,7 @@ def convert(
         for stage, artifact in outs.items():
             artifact.metadata.update(report.sizes(stage))
             mlflow.log_artifact(f"{artifact.path}/{files.TFLITE_MODEL}", stage)
+        int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
+        spec = training.load_spec(data.path)
+        for path in firmware.export(int8_file, spec, tflite_int8.path).values():
+            mlflow.log_artifact(str(path), "firmware")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetune import files, litert
+from edgetune import files, firmware, litert
 from edgetune.bundle_build import build_bundle
 from edgetune.components.common import training
 from edgetune.errors import EdgetuneError
@@ -39,11 +39,12 @@ def make_bundle(
     smoke_count: int,
     mlflow_run_id: str | None,
 ) -> Path:
-    """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set.
+    """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set,
+    and the firmware C sources (model_data.h/.cc) when convert wrote them beside the file.
 
     Args:
         out_dir: where the bundle goes (created if needed).
-        model_dir: convert's int8 output folder (model.tflite).
+        model_dir: convert's int8 output folder (model.tflite, model_data.h/.cc).
         data_dir: preprocess's output folder (preprocessing spec, test split).
         evaluation: evaluate's output, registered: the version and the metrics shipped.
         data_fingerprint: ingest's dataset fingerprint, for lineage.
@@ -78,4 +79,5 @@ def make_bundle(
         mlflow_run_id=mlflow_run_id,
         data_fingerprint=data_fingerprint,
         private_key=signing_key,
+        extra_files=firmware.read_sources(model_dir),  # the C array convert wrote, signed too
     )

@@ -9,7 +9,7 @@ import pytest
 from kfp import dsl
 from support import models as support
 
-from edgetune import files
+from edgetune import files, firmware
 from edgetune.components.convert.component import convert
 
 
@@ -46,3 +46,12 @@ def test_writes_both_files_and_logs_their_sizes(micro, tiny_data, tracking_uri, 
         run.info.run_id, "tflite_int8/model.tflite", str(tmp_path / "download")
     )
     assert Path(logged).read_bytes() == int8_file.read_bytes()
+    # the int8 file also as C source for firmware, beside it and in MLflow
+    header = Path(tflite_int8.path) / firmware.HEADER_FILE
+    assert f"EDGETUNE_MODEL_DATA_LEN {int8_file.stat().st_size}u" in header.read_text()
+    assert (Path(tflite_int8.path) / firmware.SOURCE_FILE).is_file()
+    names = {
+        a.path
+        for a in mlflow.MlflowClient(tracking_uri).list_artifacts(run.info.run_id, "firmware")
+    }
+    assert names == {"firmware/model_data.h", "firmware/model_data.cc"}

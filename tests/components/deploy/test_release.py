@@ -110,6 +110,28 @@ def test_the_bundle_carries_the_registered_version_the_int8_metrics_and_the_smok
     assert np.array_equal(expected, support.litert_classes(model_file.read_bytes(), first))
 
 
+def test_the_firmware_c_sources_beside_the_model_ship_in_the_bundle(
+    tmp_path, data_dir, model_file, keys
+):
+    from edgetune import firmware
+
+    model_dir = files.artifact_dir(tmp_path / "int8")
+    (model_dir / files.TFLITE_MODEL).write_bytes(model_file.read_bytes())
+    firmware.export(model_dir / files.TFLITE_MODEL, support.SPEC, model_dir)
+
+    path = release.make_bundle(tmp_path / "out", model_dir, data_dir, evaluation("7"), "fp-1",
+                            signing_key=str(keys.private), smoke_count=4, mlflow_run_id="r1")  # fmt: skip
+
+    shipped = bundle.open_bundle(path, keys.public)
+    assert shipped.files[firmware.SOURCE_FILE] == (model_dir / firmware.SOURCE_FILE).read_bytes()
+    assert set(shipped.manifest.files) == {
+        "model.tflite",
+        "samples.npz",
+        "model_data.h",
+        "model_data.cc",
+    }
+
+
 def test_a_bundle_without_a_signing_key_is_refused_before_anything_is_written(tmp_path, data_dir):
     with pytest.raises(EdgetuneError, match="deploy needs signing_key"):
         release.make_bundle(tmp_path / "out", tmp_path, data_dir, evaluation(), "fp",
