@@ -29,6 +29,7 @@ SECTIONS = (
     "pretraining",
     "byom",
     "data_scale",
+    "search",
 )
 TITLES = {
     "compression": "1. Compression paths (one fine-tuned float model, measured in LiteRT)",
@@ -38,6 +39,7 @@ TITLES = {
     "pretraining": "5. Does the pretraining earn its place? (same data, same epochs)",
     "byom": "6. Bring your own model (third-party files from the package index, on the digits)",
     "data_scale": "7. Data at scale (ingest + preprocess, training input, peak RSS)",
+    "search": "8. Compression search (candidates on the shipped file, the rule's choice, distillation)",
 }
 
 
@@ -398,6 +400,58 @@ def byom_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def search_lines(r: dict[str, Any]) -> list[str]:
+    chosen = r["selection"]["chosen"]
+    rows = []
+    for c in sorted(r["candidates"], key=lambda c: (c["flash_bytes"], c["arena_bytes"])):
+        mark = " **(chosen)**" if c["name"] == chosen else ""
+        mark += " (fixed recipe)" if c["name"] == r["fixed_recipe"] else ""
+        tflm = (
+            "n/a"
+            if c["tflm_supported"] is None
+            else pct(c["tflm_agreement"])
+            if c["tflm_supported"]
+            else "cannot run"
+        )
+        rows.append([
+            c["name"] + mark, pct(c["accuracy"], 2), str(c["correct"]), n(c["flash_bytes"]),
+            n(c["gzip_bytes"]), f"{n(c['arena_bytes'])} ({c['arena_source']})", tflm,
+            f"{c['latency_ms']:.3f}", n(c["energy_uj_estimate"]), s(c["branch_seconds"], 0),
+        ])  # fmt: skip
+    header = ["candidate", "LiteRT acc", "correct", "flash B", "gzip B", "arena B",
+              "TFLM agreement", "host ms", "energy µJ (est.)", "branch"]  # fmt: skip
+    w = r["wall"]
+    lines = table(header, rows)
+    lines += [
+        "",
+        f"{r['device']}; float teacher (Keras) {pct(r['float_accuracy'], 2)} on {r['n_test']} test "
+        f"images; budget {r['max_drop_points']} points. Chosen: `{chosen}`. Rejected: "
+        + "; ".join(f"`{k}`: {', '.join(v)}" for k, v in r["selection"]["rejected"].items())
+        + ".",
+        "",
+        f"Wall: fine_tune {s(w['fine_tune_s'], 0)}; the search one branch after another "
+        f"{s(w['search_sequential_s'], 0)} against {s(w['fixed_recipe_s'], 0)} for the "
+        f"fixed recipe alone; a cluster running the branches in parallel: about "
+        f"{s(w['cluster_estimate_s'], 0)} (fine_tune + the longest branch). Plot: "
+        f"`{r['pareto_png']}`.",
+        "",
+    ]
+    drows = []
+    for student, d in r["distillation"].items():
+        for how in ("distilled", "alone"):
+            drows.append([f"{student} {how}", n(d["params"]), *(pct(a, 2) for a in d[how]),
+                          pct(_mean(d[how]), 2)])  # fmt: skip
+    seeds = next(iter(r["distillation"].values()))["seeds"]
+    lines += table(["student", "params", *(f"seed {k}" for k in range(seeds)), "mean"], drows)
+    lines += [
+        "",
+        f"Float Keras test accuracy; distilled: alpha 0.5, T 4 from the teacher's logits; "
+        f"alone: the labels only (alpha 1); same {next(iter(r['distillation'].values()))['epochs']} "
+        f"epochs, {seeds} seeds each.",
+    ]
+    return lines
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -506,6 +560,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         "pretraining": pretraining_lines,
         "byom": byom_lines,
         "data_scale": data_scale.report_lines,
+        "search": search_lines,
     }
     for name in SECTIONS:
         lines.append(f"### {TITLES[name]}")

@@ -28,6 +28,7 @@ from benchmarks import (
     machine,
     pipeline_time,
     pretraining,
+    search,
 )
 from benchmarks.common import RESULTS_DIR, Progress
 from edgetune import files
@@ -40,6 +41,7 @@ SECTIONS = (
     "pretraining",
     "byom",
     "data_scale",
+    "search",
     "pipeline_time",
 )
 SCHEMA = 1
@@ -61,6 +63,8 @@ def _section(name: str, work: Path, done: dict[str, Any]) -> dict[str, Any]:
         return pretraining.compare("default", pretraining.SEEDS)
     if name == "byom":
         return byom.run(target)
+    if name == "search":
+        return search.run(target)
     if name == "pipeline_time":
         return pipeline_time.run(target)
     if name == "data_scale":

@@ -79,6 +79,12 @@ def export(
     return {name: files.write_bytes(Path(out_dir) / name, data) for name, data in sources.items()}
 
 
+def read_sources(directory: str | os.PathLike) -> dict[str, bytes]:
+    """The C sources `export` wrote in `directory`, by name; empty when there are none."""
+    found = {name: Path(directory) / name for name in (HEADER_FILE, SOURCE_FILE)}
+    return {name: path.read_bytes() for name, path in found.items() if path.is_file()}
+
+
 def _header(
     model: bytes, spec: PreprocessSpec, input_q: Quantization, output_q: Quantization
 ) -> str:

@@ -192,8 +192,10 @@ def test_signed_manifest_with_a_bad_field_is_refused_in_one_line(keys, make_bund
 def test_firmware_sources_ship_signed_beside_the_model(tmp_path, keys, model_file, smoke_set):
     from edgetune import firmware
 
-    sources = firmware.export(model_file, support.SPEC, tmp_path / "fw")
-    extra = {name: path.read_bytes() for name, path in sources.items()}
+    firmware.export(model_file, support.SPEC, tmp_path / "fw")
+    extra = firmware.read_sources(tmp_path / "fw")
+    assert sorted(extra) == [firmware.SOURCE_FILE, firmware.HEADER_FILE]
+    assert firmware.read_sources(tmp_path) == {}
     path = bundle.build_bundle(
         tmp_path / "b.tar", model_file, *smoke_set, version="1", spec=support.SPEC, metrics={},
         mlflow_run_id=None, data_fingerprint=None, private_key=keys.private, extra_files=extra,
