@@ -148,6 +148,7 @@ def run(work: Path, *, seeds: int = 3) -> dict[str, Any]:
     data_dir = prepared_data(preset, work)
     result = candidates(data_dir, preset, work, log)
     teacher, logits = result.pop("_teacher"), result.pop("_logits")
+    emit(result, str(work / "candidates.json"))  # kept if distillation fails
     result["distillation"] = distillation(data_dir, teacher, logits, seeds, log)
     return result
 
