@@ -401,6 +401,7 @@ def byom_lines(r: dict[str, Any]) -> list[str]:
 
 
 def search_lines(r: dict[str, Any]) -> list[str]:
+    """The compression search section: the candidates, the choice, wall time, distillation."""
     chosen = r["selection"]["chosen"]
     rows = []
     for c in sorted(r["candidates"], key=lambda c: (c["flash_bytes"], c["arena_bytes"])):

@@ -143,6 +143,7 @@ def distillation(
 
 
 def run(work: Path, *, seeds: int = 3) -> dict[str, Any]:
+    """The whole section in `work`: candidates, selection, Pareto plot, distillation."""
     log = Progress("search")
     preset = default_preset()
     data_dir = prepared_data(preset, work)
@@ -154,6 +155,7 @@ def run(work: Path, *, seeds: int = 3) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Runs the section standalone and prints (or writes) its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=None)

@@ -39,8 +39,9 @@ def make_bundle(
     smoke_count: int,
     mlflow_run_id: str | None,
 ) -> Path:
-    """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set,
-    and the firmware C sources (model_data.h/.cc) when convert wrote them beside the file.
+    """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set.
+
+    The firmware C sources (model_data.h/.cc) ship too when convert wrote them beside the file.
 
     Args:
         out_dir: where the bundle goes (created if needed).

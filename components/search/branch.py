@@ -72,6 +72,11 @@ def compress(
     """Prunes and quantizes `model` as `spec` says; writes `out_dir/model.tflite` atomically.
 
     Args:
+        spec: the candidate.
+        model: its float model (`student_model`); trained further in place.
+        data_dir: preprocess's output folder.
+        representative: training inputs that calibrate the int8 ranges.
+        out_dir: where model.tflite goes.
         prune_config: a PruneConfig (its target_sparsity is replaced by the candidate's).
         qat_config: a QatConfig (prune-preserving only when the candidate is pruned).
     """

@@ -45,6 +45,7 @@ class Measured:
     problems: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The figures as plain JSON values."""
         return {**asdict(self), "problems": list(self.problems)}
 
 
@@ -59,7 +60,8 @@ def measure(
 
     Args:
         path: the candidate's shipped file.
-        x_test: model-ready float inputs; y_test: their class indices.
+        x_test: model-ready float inputs.
+        y_test: their class indices.
         profile: the target device (its runtime decides whether TFLite Micro runs).
         latency_ms: this file's LiteRT latency, from `interleaved_latency_ms`.
     """
