@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from edgetune import cli
 from edgetune.pipelines import local_run
@@ -35,7 +36,10 @@ def nothing_starts(monkeypatch, tmp_path):
     monkeypatch.setattr(local_run, "start_local_fleet", started)
     monkeypatch.setattr(local_run, "run_pipeline", started)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    for label in ("cat", "dog"):  # a folder the quick data check accepts: 2 classes, 5 images each
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "photos" / label / f"{i}.png")
     return tmp_path
 
 
