@@ -1,7 +1,11 @@
 """`make local-run`: the same DAG a cluster runs, on this machine through kfp.local.
 
-Starts local agents (the fleet), runs the pipeline with the SubprocessRunner in this
-environment, then writes runs/<run>/summary.json and prints it as a table.
+Creates the parent MLflow run, starts local agents (the fleet), runs the pipeline with the
+SubprocessRunner in this environment (which the tasks inherit: the parent run's id travels
+in EDGETUNE_PARENT_RUN_ID), then writes runs/<run>/summary.json and prints it as a table.
+Every exit closes the runs: an error FAILED, SIGINT/SIGTERM KILLED (the running task is
+stopped too); after a SIGKILL the agents exit on their own and the next local run marks
+the dead run KILLED.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from edgetune import files
 from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
 from edgetune.components.common import summary, tracking
 from edgetune.errors import EdgetuneError
+from edgetune.pipelines import local_runs, versions
 from edgetune.pipelines import params as run_params
-from edgetune.pipelines import versions
+from edgetune.pipelines.parameters import D
 
 DEMO_DATA = Path("data/digits")
 KEY_DIR = Path(".edgetune/keys")
@@ -104,19 +109,17 @@ def run_pipeline(params: dict[str, Any], out: Path, *, cache: bool = True) -> fl
     return time.perf_counter() - start
 
 
-def collect_summary(params: dict[str, Any], wall_seconds: float, out: Path) -> dict[str, Any]:
+def collect_summary(
+    params: dict[str, Any], parent_id: str, wall_seconds: float, out: Path
+) -> dict[str, Any]:
     """summary.json from the parent MLflow run (finalize wrote it), plus the local wall time."""
     import mlflow
 
     experiment_id = tracking.use_experiment(
         params["tracking_uri"], params.get("experiment", "edgetune")
     )
-    parent = tracking.find_parent_run(experiment_id, params["run_name"])
-    if parent is None:
-        raise EdgetuneError(
-            f"no MLflow run for {params['run_name']} in {params['tracking_uri']}: the pipeline did not start"
-        )
     client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
     try:
         result = json.loads(
             Path(client.download_artifacts(parent.info.run_id, files.SUMMARY, str(out))).read_text()
@@ -144,41 +147,56 @@ class LocalRun:
 
 
 def run_local(args: argparse.Namespace) -> LocalRun:
-    """Starts the agents, runs the DAG, collects summary.json; stops the agents unless kept."""
+    """Creates the parent run, starts the agents, runs the DAG, collects summary.json.
+
+    The agents are stopped unless kept; on any exception the runs still RUNNING are closed
+    (KILLED after SIGINT/SIGTERM, else FAILED) and the exception propagates.
+    """
     params = prepare(args)
     run_name = f"local-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"[:-3]
     out = Path(args.out).resolve() / run_name
     out.mkdir(parents=True, exist_ok=False)
     params["run_name"] = run_name
+    params.setdefault("experiment", D.experiment)
+    parent_id = local_runs.start_parent({**vars(D), **params})
     fleet = None
-    if args.agents > 0:
-        from edgetune.signing import generate_keypair
-
-        private, public = generate_keypair(KEY_DIR)
-        fleet = start_local_fleet(args.agents, out / "agents", public)
-        params.setdefault("fleet_file", str(fleet.fleet_file))
-        params.setdefault("signing_key", str(private.resolve()))
-        print(f"started {args.agents} local agents: {', '.join(fleet.urls)}")
-    try:
-        wall = run_pipeline(params, out, cache=not getattr(args, "no_cache", False))
-        result = collect_summary(params, wall, out)
-    except BaseException:
-        if fleet is not None:
-            fleet.stop()
-        raise
+    with local_runs.interruptible():
+        try:
+            fleet = _start_agents(args, params, out)
+            with local_runs.exported(local_runs.context_env(params, parent_id)):
+                wall = run_pipeline(params, out, cache=not getattr(args, "no_cache", False))
+            result = collect_summary(params, parent_id, wall, out)
+        except BaseException as e:
+            local_runs.stop_tasks(fleet.processes if fleet else [])
+            status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+            local_runs.close(params, parent_id, status)
+            if fleet is not None:
+                fleet.stop()
+            raise
     if fleet is not None and not args.keep_agents:
         fleet.stop()
         fleet = None
     return LocalRun(out=out, summary=result, params=params, fleet=fleet)
 
 
+def _start_agents(args: argparse.Namespace, params: dict[str, Any], out: Path) -> LocalFleet | None:
+    if args.agents <= 0:
+        return None
+    from edgetune.signing import generate_keypair
+
+    private, public = generate_keypair(KEY_DIR)
+    fleet = start_local_fleet(args.agents, out / "agents", public)
+    params.setdefault("fleet_file", str(fleet.fleet_file))
+    params.setdefault("signing_key", str(private.resolve()))
+    print(f"started {args.agents} local agents: {', '.join(fleet.urls)}")
+    return fleet
+
+
 def main(args: argparse.Namespace) -> int:
     """`edgetune local-run`: runs the pipeline here and prints its summary table; 0 on success."""
     run = run_local(args)
     print("\n" + summary.format_table(run.summary))
-    print(
-        f"\nsummary: {run.out / files.SUMMARY}\nMLflow:  make mlflow-ui (tracking {run.params['tracking_uri']})"
-    )
+    print(f"\nsummary: {run.out / files.SUMMARY}\nMLflow:  {local_runs.runs_page_hint(run.params)}")
     if run.fleet is not None:
         print(
             f"agents still running: {', '.join(run.fleet.urls)} (fleet file {run.fleet.fleet_file})"

@@ -101,6 +101,42 @@ def build_summary(experiment_id: str, parent: Any, status: str = "") -> dict[str
     return summary
 
 
+def headline_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The numbers a pipeline run is compared by, named as evaluate names them.
+
+    `<stage>_<key>` for every stage's accuracy, sparsity, sizes and latency, and `blessed`.
+    """
+    metrics = {
+        f"{stage}_{key}": float(value)
+        for stage, values in (summary.get("stages") or {}).items()
+        for key, value in (values or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    gate = summary.get("gate") or {}
+    if "blessed" in gate:
+        metrics["blessed"] = float(bool(gate["blessed"]))
+    for key in ("succeeded", "failed", "rolled_back"):
+        value = (summary.get("deploy") or {}).get(key)
+        if isinstance(value, int):
+            metrics[f"deploy_{key}"] = float(value)
+    return metrics
+
+
+def log_on_parent(parent_run_id: str, summary: dict[str, Any]) -> None:
+    """Logs summary.json and the headline metrics on the parent run."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    from edgetune import files
+
+    client = mlflow.MlflowClient()
+    client.log_dict(parent_run_id, summary, files.SUMMARY)
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(summary).items()]
+    if metrics:
+        client.log_batch(parent_run_id, metrics=metrics)
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """The summary as aligned plain-text rows, for a terminal or a log."""
     rows: list[tuple[str, str]] = [

@@ -1,7 +1,12 @@
 """MLflow tracking: one parent run per pipeline run, one nested run per component.
 
-Components run in separate processes (pods on a cluster), so the parent run is found by a
-tag carrying the pipeline run's name; the first component to arrive creates it. mlflow is
+Components run in separate processes (pods on a cluster). A component finds its run context
+in the environment first (`EDGETUNE_RUN_NAME`, `EDGETUNE_PIPELINE_RUN_ID`,
+`MLFLOW_TRACKING_URI`, `MLFLOW_EXPERIMENT_NAME`, `EDGETUNE_PARENT_RUN_ID`), then in its
+inputs, so the run's identity need not be a cache-keyed input. With a parent run id given
+(`edgetune local-run` creates the parent before the DAG starts) every step attaches to it;
+without one the parent is found by its pipeline job id tag, and when two first steps create
+it at once the older wins and the other deletes its duplicate (see `parent_run`). mlflow is
 imported inside the functions: a component file must import without it.
 """
 
@@ -11,10 +16,14 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from edgetune.lineage import lineage_tags
 
 if TYPE_CHECKING:
     from edgetune.components.common.outputs import StepOutput
@@ -22,13 +31,56 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+RUN_NAME_ENV = "EDGETUNE_RUN_NAME"
+PIPELINE_RUN_ID_ENV = "EDGETUNE_PIPELINE_RUN_ID"
+PARENT_RUN_ID_ENV = "EDGETUNE_PARENT_RUN_ID"
 DEFAULT_EXPERIMENT = "edgetune"
 REGISTERED_MODEL = "edgetune-int8"
 TAG_RUN_NAME = "edgetune.run_name"
 TAG_PIPELINE_RUN_ID = "edgetune.pipeline_run_id"
 TAG_COMPONENT = "edgetune.component"
 TAG_ERROR = "edgetune.error"
+# The MLflow UI opens an experiment of this kind on its runs (3.x shows GenAI screens otherwise).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 SUMMARY_PART = "summary_part.json"
+# How long a creator of the parent run waits before looking for duplicates: a rival whose
+# run is older must have committed it by then (a database write takes milliseconds).
+PARENT_SETTLE_S = 1.0
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Which pipeline run a component belongs to, and where it is tracked."""
+
+    run_name: str
+    pipeline_run_id: str
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """What identifies the pipeline run: its job id, else its name."""
+        return self.pipeline_run_id or self.run_name
+
+
+def run_context(
+    run_name: str = "",
+    pipeline_run_id: str = "",
+    tracking_uri: str = "",
+    experiment: str = "",
+) -> RunContext:
+    """The run context: each value from the environment first, else the component's input."""
+    env = os.environ
+    return RunContext(
+        run_name=env.get(RUN_NAME_ENV) or run_name,
+        pipeline_run_id=env.get(PIPELINE_RUN_ID_ENV) or pipeline_run_id,
+        tracking_uri=resolve_tracking_uri(env.get(TRACKING_URI_ENV) or tracking_uri),
+        experiment=env.get(EXPERIMENT_ENV) or experiment or DEFAULT_EXPERIMENT,
+        parent_run_id=env.get(PARENT_RUN_ID_ENV, ""),
+    )
 
 
 def default_tracking_uri() -> str:
@@ -59,39 +111,78 @@ def use_experiment(tracking_uri: str, experiment: str) -> str:
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
-        mlflow.set_experiment(experiment_id=found.experiment_id)
-        return found.experiment_id
-    try:
-        experiment_id = client.create_experiment(
-            experiment, artifact_location=_artifact_location(uri)
-        )
-    except Exception:  # another process created it first
-        experiment_id = client.get_experiment_by_name(experiment).experiment_id
+        experiment_id = found.experiment_id
+        kind = found.tags.get(EXPERIMENT_KIND_TAG)
+    else:
+        kind = None
+        try:
+            experiment_id = client.create_experiment(
+                experiment, artifact_location=_artifact_location(uri)
+            )
+        except Exception:  # another process created it first
+            experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    if kind != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
 
 def find_parent_run(experiment_id: str, run_name: str) -> Any | None:
-    """The pipeline's parent run for `run_name` in the experiment, or None if none exists yet."""
+    """The parent run named `run_name` (the oldest, should there be two), or None."""
+    found = _parent_runs(experiment_id, {TAG_RUN_NAME: run_name})
+    return found[0] if found else None
+
+
+def _identity(ctx: RunContext) -> dict[str, str]:
+    # Every identity the component knows must match: a job id is unique, a name may be reused.
+    tags = {TAG_RUN_NAME: ctx.run_name, TAG_PIPELINE_RUN_ID: ctx.pipeline_run_id}
+    return {k: v for k, v in tags.items() if v}
+
+
+def _parent_runs(experiment_id: str, identity: dict[str, str]) -> list[Any]:
     import mlflow
 
+    match = " and ".join(f"tags.`{k}` = '{v}'" for k, v in identity.items())
     runs = mlflow.MlflowClient().search_runs(
         [experiment_id],
-        filter_string=f"tags.`{TAG_RUN_NAME}` = '{run_name}' and tags.`{TAG_COMPONENT}` = 'pipeline'",
-        max_results=1,
+        filter_string=f"{match} and tags.`{TAG_COMPONENT}` = 'pipeline'",
+        max_results=100,
     )
-    return runs[0] if runs else None
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
-def parent_run(experiment_id: str, run_name: str, pipeline_run_id: str = "") -> Any:
-    """The pipeline's parent run, created by the first component that asks."""
+def parent_tags(ctx: RunContext) -> dict[str, str]:
+    """The tags that make a run the parent of pipeline run `ctx`."""
+    return {
+        TAG_RUN_NAME: ctx.run_name or ctx.key,
+        TAG_PIPELINE_RUN_ID: ctx.pipeline_run_id,
+        TAG_COMPONENT: "pipeline",
+        **lineage_tags(),
+    }
+
+
+def parent_run(experiment_id: str, ctx: RunContext) -> Any:
+    """The pipeline's parent run: the one named by id, else found by tag, else created once.
+
+    Creation is race-free without locks: every creator creates, waits PARENT_SETTLE_S, then
+    searches; the oldest parent (start time, then run id) wins, and a creator that lost
+    deletes its own run and attaches to the winner.
+    """
     import mlflow
 
-    found = find_parent_run(experiment_id, run_name)
-    if found is not None:
-        return found
-    tags = {TAG_RUN_NAME: run_name, TAG_PIPELINE_RUN_ID: pipeline_run_id, TAG_COMPONENT: "pipeline"}
-    return mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
+    client = mlflow.MlflowClient()
+    if ctx.parent_run_id:
+        return client.get_run(ctx.parent_run_id)
+    identity = _identity(ctx)
+    found = _parent_runs(experiment_id, identity)
+    if found:
+        return found[0]
+    mine = client.create_run(experiment_id, run_name=ctx.run_name or ctx.key, tags=parent_tags(ctx))
+    time.sleep(PARENT_SETTLE_S)
+    winner = _parent_runs(experiment_id, identity)[0]
+    if winner.info.run_id != mine.info.run_id:
+        client.delete_run(mine.info.run_id)
+    return winner
 
 
 @contextlib.contextmanager
@@ -111,15 +202,10 @@ def component_run(
     """
     import mlflow
 
-    # The run context from the environment first: the cached steps get no identity inputs.
-    env = os.environ
-    run_name = env.get("EDGETUNE_RUN_NAME") or run_name
-    pipeline_run_id = env.get("EDGETUNE_PIPELINE_RUN_ID") or pipeline_run_id
-    tracking_uri = env.get(TRACKING_URI_ENV) or tracking_uri
-    experiment = env.get("MLFLOW_EXPERIMENT_NAME") or experiment
-    experiment_id = use_experiment(tracking_uri, experiment)
-    parent = parent_run(experiment_id, run_name or pipeline_run_id, pipeline_run_id)
-    tags = {TAG_COMPONENT: component, TAG_RUN_NAME: run_name or pipeline_run_id}
+    ctx = run_context(run_name, pipeline_run_id, tracking_uri, experiment)
+    experiment_id = use_experiment(ctx.tracking_uri, ctx.experiment)
+    parent = parent_run(experiment_id, ctx)
+    tags = {TAG_COMPONENT: component, TAG_RUN_NAME: ctx.run_name or ctx.key, **lineage_tags()}
     with mlflow.start_run(run_name=component, parent_run_id=parent.info.run_id, tags=tags) as run:
         from edgetune.components.common.crash import TAG_FAULT_LOG, record_fatal_signals
 
@@ -169,6 +255,21 @@ def _as_dict(params: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(params):
         return dataclasses.asdict(params)
     return dict(params)
+
+
+SECRET_PARAMS = ("signing_key",)  # may be PEM text: only whether it was given is logged
+
+
+def log_run_params(run_id: str, params: dict[str, Any]) -> None:
+    """Logs the run parameters on run `run_id` (the parent), secrets as `<set>` or empty."""
+    import mlflow
+    from mlflow.entities import Param
+
+    values = {
+        k: ("<set>" if v else "") if k in SECRET_PARAMS else str(_param_value(v))
+        for k, v in params.items()
+    }
+    mlflow.MlflowClient().log_batch(run_id, params=[Param(k, v) for k, v in values.items()])
 
 
 def _param_value(v: Any) -> Any:
@@ -268,3 +369,25 @@ def record(output: StepOutput, artifact: Any = None, *, folder: str = "") -> Non
         artifact.metadata.update(output.metadata())
     for line in output.notes():
         log.info("%s", line)
+
+
+def close_runs(parent_run_id: str, status: str, *, children_status: str | None = None) -> int:
+    """Ends the parent run and its nested runs still RUNNING; returns how many were ended.
+
+    A step killed mid-way (SIGKILL, a lost pod) never ends its own run; whoever closes the
+    pipeline run ends it, as `children_status` (default: `status`).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    running = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        client.set_terminated(run.info.run_id, children_status or status)
+    if parent.info.status == "RUNNING":
+        client.set_terminated(parent_run_id, status)
+        return len(running) + 1
+    return len(running)

@@ -91,7 +91,7 @@ def _spawn(home: Path, trusted_key: str | os.PathLike) -> tuple[subprocess.Popen
         sock.listen(128)
         port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "edgetune.cli", "agent", "serve", "--host", HOST,
-               "--fd", str(sock.fileno()), "--state-dir", str(home / "state"),
+               "--fd", str(sock.fileno()), "--parent-pid", str(os.getpid()), "--state-dir", str(home / "state"),
                "--trusted-key", str(trusted_key), "--token-file", str(home / "token")]  # fmt: skip
         with open(home / "agent.log", "ab") as log:
             proc = subprocess.Popen(

@@ -21,6 +21,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "(how the local fleet starts agents without a port race)",
     )
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process (the one that started the agent) is gone",
+    )
     parser.add_argument("--state-dir", required=True, help="where installed models are kept")
     parser.add_argument(
         "--trusted-key", required=True, help="Ed25519 public key (PEM) bundles must be signed with"
@@ -93,6 +99,7 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "allow_origins": args.allow_origin,
         "allow_hosts": args.allow_host,
         "pull": _pull_config(args),
+        "parent_pid": args.parent_pid,
         "limits": replace(
             AgentLimits(),
             max_bundle_bytes=args.max_bundle_bytes,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterable
 
 import uvicorn
@@ -63,8 +65,10 @@ def run(
     allow_hosts: Iterable[str] = (),
     limits: AgentLimits | None = None,
     pull: PullConfig | None = None,
+    parent_pid: int | None = None,
 ) -> None:
-    """Builds the app and serves it on `fd` or `host:port` until interrupted."""
+    """Builds the app and serves it on `fd` or `host:port` until interrupted (or, with
+    `parent_pid`, until that process is gone)."""
     limits = limits or AgentLimits()
     key = load_public_key(trusted_key)
     predict_token = read_token(predict_token_file, env=None) if predict_token_file else None
@@ -77,4 +81,19 @@ def run(
     config = uvicorn_config(app, limits, host=host, port=port or 0, tls_cert=tls_cert,
                             tls_key=tls_key)  # fmt: skip
     server = uvicorn.Server(config)
+    if parent_pid:
+        _exit_with_parent(server, parent_pid)
     server.run(sockets=[inherited_socket(fd)] if fd is not None else None)
+
+
+def _exit_with_parent(server: uvicorn.Server, parent_pid: int, period_s: float = 0.5) -> None:
+    """Stops `server` once `parent_pid` is no longer this process's parent (it died: a
+    local fleet's agents must not outlive a killed `edgetune local-run`)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(period_s)
+        logging.getLogger(__name__).info("parent process %d is gone; stopping", parent_pid)
+        server.should_exit = True
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
