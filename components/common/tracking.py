@@ -277,14 +277,26 @@ def _param_value(v: Any) -> Any:
 
 
 def epoch_logger(prefix: str):
-    """A callback (phase, epoch, logs) that logs Keras epoch metrics as MLflow step metrics."""
+    """A callback (phase, epoch, logs) that logs Keras epoch metrics as MLflow step metrics.
+
+    Names say which split they measure, so each means one thing across the pipeline's runs:
+    `qat_train_accuracy` (training batches), `qat_val_accuracy`; evaluate's `qat_accuracy`
+    is the test split.
+    """
     import mlflow
 
     def log(phase: str, epoch: int, logs: dict[str, float]) -> None:
         name = f"{prefix}{phase}_" if phase else prefix
-        mlflow.log_metrics({f"{name}{k}": float(v) for k, v in logs.items()}, step=epoch)
+        mlflow.log_metrics(
+            {f"{name}{_split_named(k)}": float(v) for k, v in logs.items()}, step=epoch
+        )
 
     return log
+
+
+def _split_named(keras_key: str) -> str:
+    # Keras names training-batch metrics plainly ("accuracy") and validation ones "val_...".
+    return keras_key if keras_key.startswith("val_") else f"train_{keras_key}"
 
 
 def register_model_file(
@@ -333,6 +345,81 @@ def move_aliases(
     """Points each registry alias at its version of model `name`; the step's core chose them."""
     for alias, version in aliases.items():
         set_model_alias(alias, version, name=name, tracking_uri=tracking_uri)
+
+
+TAG_DATA_FINGERPRINT = "edgetune.data_fingerprint"
+DIGEST_CHARS = 36  # MLflow's dataset digest column holds 36 characters
+
+
+def log_dataset(table: str | os.PathLike, fingerprint: str, *, name: str = "edgetune-data") -> None:
+    """Logs ingest's table (one row per image) as a dataset input of the active run and its
+    parent, digest = the dataset fingerprint (its first 36 characters; the whole one is the
+    `edgetune.data_fingerprint` tag of both runs)."""
+    import mlflow
+    import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+
+    frame = pd.read_parquet(table)
+    dataset = mlflow.data.from_pandas(
+        frame, source=str(table), name=name, digest=fingerprint[:DIGEST_CHARS]
+    )
+    mlflow.log_input(dataset, context="training")
+    mlflow.set_tag(TAG_DATA_FINGERPRINT, fingerprint)
+    run = mlflow.active_run()
+    parent_id = mlflow.MlflowClient().get_run(run.info.run_id).data.tags.get("mlflow.parentRunId")
+    if parent_id:
+        client = mlflow.MlflowClient()
+        tags = [InputTag("mlflow.data.context", "training")]
+        client.log_inputs(parent_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+        client.set_tag(parent_id, TAG_DATA_FINGERPRINT, fingerprint)
+
+
+INT8_MODEL_NAME = "int8_model"
+# The pyfunc's code: logged as a file, so loading the model needs no edgetune (see its docstring).
+LITERT_MODEL_CODE = Path(__file__).resolve().parents[1] / "evaluate" / "litert_model.py"
+
+
+def log_int8_model(
+    model_file: str | os.PathLike,
+    spec_file: str | os.PathLike,
+    input_example: Any,
+    *,
+    name: str = REGISTERED_MODEL,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Logs the int8 file as an MLflow pyfunc model (LiteRT) and registers a new version.
+
+    The model carries the `.tflite` and the preprocessing spec as artifacts, a signature
+    inferred from `input_example` (uint8 pixels), and pinned requirements. The version gets
+    `tags` and the lineage tags.
+
+    Returns:
+        The new version number, as a string.
+    """
+    import mlflow
+
+    info = mlflow.pyfunc.log_model(
+        name=INT8_MODEL_NAME,
+        python_model=str(LITERT_MODEL_CODE),
+        artifacts={"tflite": str(model_file), "preprocessing": str(spec_file)},
+        input_example=input_example,
+        pip_requirements=_requirements("mlflow", "ai-edge-litert", "numpy", "pandas"),
+        registered_model_name=name,
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.update_registered_model(
+        name, description="edgetune int8 models: LiteRT pyfunc (the .tflite inside), as gated"
+    )
+    for key, value in {**lineage_tags(), **(tags or {})}.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
+
+
+def _requirements(*packages: str) -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in packages]
 
 
 def set_model_alias(

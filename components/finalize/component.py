@@ -22,6 +22,7 @@ def finalize(
     import logging
 
     from edgetune.components.common import summary, tracking
+    from edgetune.components.finalize import model_card
 
     ctx = tracking.run_context(run_name, pipeline_run_id, tracking_uri, experiment)
     experiment_id = tracking.use_experiment(ctx.tracking_uri, ctx.experiment)
@@ -30,6 +31,7 @@ def finalize(
     if status.error_message:
         result["errors"].setdefault("pipeline", status.error_message)
     summary.log_on_parent(parent.info.run_id, result)
+    model_card.log_card(experiment_id, parent, result)
     tracking.close_runs(
         parent.info.run_id, "FINISHED" if status.state == "SUCCEEDED" else "FAILED",
         children_status="FAILED",

@@ -67,14 +67,15 @@ def test_params_metrics_and_the_summary_part_land_in_the_nested_run(tracking_uri
     with tracking.component_run("fine_tune", run_name=run_name, tracking_uri=tracking_uri) as run:
         tracking.log_params({"epochs": 3, "shape": (16, 16, 1), "on": True})
         log = tracking.epoch_logger("")
-        log("head", 0, {"loss": 1.5})
+        log("head", 0, {"loss": 1.5, "val_accuracy": 0.5})
         log("head", 1, {"loss": 0.5})
         tracking.log_summary_part({"model": {"zoo_id": "tiny"}})
 
     data = client(tracking_uri).get_run(run.info.run_id).data
     assert data.params == {"epochs": "3", "shape": "(16, 16, 1)", "on": "True"}
-    history = client(tracking_uri).get_metric_history(run.info.run_id, "head_loss")
+    history = client(tracking_uri).get_metric_history(run.info.run_id, "head_train_loss")
     assert [(m.step, m.value) for m in history] == [(0, 1.5), (1, 0.5)]
+    assert data.metrics["head_val_accuracy"] == 0.5  # training and validation named apart
     part = client(tracking_uri).download_artifacts(run.info.run_id, tracking.SUMMARY_PART)
     assert json.loads(Path(part).read_text()) == {"model": {"zoo_id": "tiny"}}
 

@@ -98,3 +98,46 @@ def test_a_run_that_failed_before_any_component_still_gets_a_closed_parent_and_s
     assert list(runs) == ["pipeline"] and runs["pipeline"].info.status == "FAILED"
     result = logged_summary(tracking_uri, runs["pipeline"])
     assert result["status"] == "CANCELLED" and result["component_seconds"] == {}
+
+
+def test_the_parent_carries_headline_metrics_and_a_model_card_and_stuck_steps_end_failed(
+    tracking_uri, run_name
+):
+    component("ingest", run_name, tracking_uri,
+              {"dataset": {"n_train": 96, "classes": ["a", "b"], "fingerprint": "f" * 64}})  # fmt: skip
+    with tracking.component_run(
+        "evaluate", run_name=run_name, pipeline_run_id="job-1", tracking_uri=tracking_uri
+    ):
+        tracking.log_params({"min_accuracy": 0.3, "max_drop_points": 50.0})
+        tracking.log_summary_part(
+            {
+                "stages": {"tflite_int8": {"accuracy": 0.9, "size_bytes": 1200}},
+                "gate": {
+                    "blessed": True,
+                    "reasons": ["int8 accuracy 90.00% >= 30.00%"],
+                    "model_version": "4",
+                },
+            }  # fmt: skip
+        )
+    parent = support.runs_of(tracking_uri, run_name)["pipeline"]
+    client = mlflow.MlflowClient(tracking_uri)
+    stuck = client.create_run(parent.info.experiment_id, run_name="deploy",
+                              tags={"mlflow.parentRunId": parent.info.run_id})  # fmt: skip
+
+    finalize.python_func(
+        status=final_status("SUCCEEDED"), run_name=run_name, pipeline_run_id="job-1",
+        tracking_uri=tracking_uri,
+    )  # fmt: skip
+
+    parent = client.get_run(parent.info.run_id)
+    assert parent.data.metrics["tflite_int8_accuracy"] == 0.9
+    assert (
+        parent.data.metrics["tflite_int8_size_bytes"] == 1200
+        and parent.data.metrics["blessed"] == 1
+    )
+    assert client.get_run(stuck.info.run_id).info.status == "FAILED"
+    card = Path(client.download_artifacts(parent.info.run_id, "model_card.md")).read_text()
+    for expected in ("## Data", "fingerprint: `" + "f" * 64, "## Compression", "| int8 .tflite",
+                     "min_accuracy=0.3", "max_drop_points=50.0", "**BLESSED**", "## Lineage",
+                     parent.info.run_id, "models:/edgetune-int8/4", "confusion_tflite_int8.png"):  # fmt: skip
+        assert expected in card, expected

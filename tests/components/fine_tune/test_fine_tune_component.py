@@ -52,4 +52,4 @@ def test_trains_and_writes_a_flat_model_with_its_report(
     run = support.runs_of(tracking_uri, run_name)["fine_tune"]
     assert run.info.status == "FINISHED"
     assert run.data.metrics["val_accuracy"] == pytest.approx(report["val_accuracy"])
-    assert run.data.params["head_epochs"] == "2" and "head_loss" in run.data.metrics
+    assert run.data.params["head_epochs"] == "2" and "head_train_loss" in run.data.metrics
