@@ -45,6 +45,7 @@ def build_bundle(
     smoke_min_agreement: float = 1.0,
     sequence: int | None = None,
     extra_files: Mapping[str, bytes] | None = None,
+    lineage: Mapping[str, str] | None = None,
 ) -> Path:
     """Writes a signed bundle to `out_path` atomically.
 
@@ -65,6 +66,8 @@ def build_bundle(
             epoch); devices refuse a bundle whose sequence is not above what they hold.
         extra_files: more signed members by file name (the firmware C array, for people
             who flash the model; the agent installs but does not read them).
+        lineage: what traces the model back to its run, data, code and parameters
+            (`edgetune trace` reads it; see edgetune.lineage).
 
     Returns:
         `out_path` as a Path.
@@ -101,6 +104,7 @@ def build_bundle(
         "data_fingerprint": data_fingerprint,
         "code_version": code_version(),
         "smoke_min_agreement": float(smoke_min_agreement),
+        "lineage": {k: str(v) for k, v in (lineage or {}).items()},
     }
     manifest_bytes = (json.dumps(manifest, indent=2, default=_json_number) + "\n").encode()
     Manifest.from_bytes(manifest_bytes)  # the builder refuses what a device would refuse

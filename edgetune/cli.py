@@ -84,6 +84,13 @@ def _submit(args: argparse.Namespace) -> int:
     return submit(args)
 
 
+def _trace(args: argparse.Namespace) -> int:
+    from edgetune.trace import trace
+
+    print("\n".join(trace(args.target, args.tracking_uri)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `edgetune` argument parser, each subcommand bound to the function that runs it."""
     parser = argparse.ArgumentParser(prog="edgetune", description=__doc__)
@@ -191,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     submit.add_argument("--experiment", default="edgetune", help="the KFP experiment")
     submit.set_defaults(func=_submit)
+
+    trace = sub.add_parser(
+        "trace", help="trace a device's model (or a bundle) back to its data, code, parameters"
+    )
+    trace.add_argument("target", help="a bundle .tar, or a device agent's URL")
+    trace.add_argument(
+        "--tracking-uri", default="", help="the MLflow store (default: the one the bundle names)"
+    )
+    trace.set_defaults(func=_trace)
     return parser
 
 

@@ -7,9 +7,12 @@ back to the code that made it (`edgetune trace`).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from edgetune import __version__, code_version
 from edgetune.images import COMPONENT_IMAGE
@@ -19,6 +22,7 @@ IMAGE_ENV = "EDGETUNE_IMAGE"
 TAG_GIT_COMMIT = "edgetune.git_commit"
 TAG_CODE_VERSION = "edgetune.code_version"
 TAG_IMAGE = "edgetune.image"
+TAG_COMPONENT = "edgetune.component"  # which step a run is ("pipeline": the parent)
 
 
 @functools.cache
@@ -61,3 +65,28 @@ def lineage_tags() -> dict[str, str]:
         TAG_CODE_VERSION: full_code_version(),
         TAG_IMAGE: image_tag(),
     }
+
+
+def step_runs(parent: Any) -> dict[str, Any]:
+    """The nested MLflow runs of pipeline run `parent`, by component."""
+    import mlflow
+
+    runs = mlflow.MlflowClient().search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    return {r.data.tags.get(TAG_COMPONENT, r.info.run_name): r for r in runs}
+
+
+def pipeline_params(parent: Any) -> dict[str, str]:
+    """A pipeline run's parameters: the steps' own, overlaid by the parent's (the run's)."""
+    params = {
+        k: v for run in step_runs(parent).values() for k, v in sorted(run.data.params.items())
+    }
+    params.update(parent.data.params)
+    return dict(sorted(params.items()))
+
+
+def params_sha256(params: dict[str, str]) -> str:
+    """A hash of a run's parameters as MLflow holds them: equal hash, equal parameters."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()

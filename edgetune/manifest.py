@@ -124,6 +124,9 @@ class Manifest:
     data_fingerprint: StrictStr | None
     code_version: StrictStr
     smoke_min_agreement: Annotated[float, Strict(), Field(ge=0.0, le=1.0)]
+    # Where the model came from (parent MLflow run, pipeline job, git commit, image, data
+    # fingerprint, zoo id or model file sha256, parameters' hash): `edgetune trace` reads it.
+    lineage: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
     @property
     def spec(self) -> PreprocessSpec:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from edgetune.lineage import lineage_tags
+from edgetune.lineage import TAG_COMPONENT, lineage_tags, params_sha256, pipeline_params, step_runs
 
 if TYPE_CHECKING:
     from edgetune.components.common.outputs import StepOutput
@@ -39,7 +39,6 @@ DEFAULT_EXPERIMENT = "edgetune"
 REGISTERED_MODEL = "edgetune-int8"
 TAG_RUN_NAME = "edgetune.run_name"
 TAG_PIPELINE_RUN_ID = "edgetune.pipeline_run_id"
-TAG_COMPONENT = "edgetune.component"
 TAG_ERROR = "edgetune.error"
 # The MLflow UI opens an experiment of this kind on its runs (3.x shows GenAI screens otherwise).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -456,6 +455,40 @@ def record(output: StepOutput, artifact: Any = None, *, folder: str = "") -> Non
         artifact.metadata.update(output.metadata())
     for line in output.notes():
         log.info("%s", line)
+
+
+def bundle_lineage(registered_version: str = "") -> dict[str, str]:
+    """What a bundle made in the active run records of its origin (see edgetune.trace)."""
+    import json
+
+    import mlflow
+
+    from edgetune.lineage import TAG_CODE_VERSION, TAG_GIT_COMMIT, TAG_IMAGE
+
+    client = mlflow.MlflowClient()
+    parent = client.get_run(client.get_run(active_run_id()).data.tags["mlflow.parentRunId"])
+    model: dict[str, Any] = {}
+    selected = step_runs(parent).get("select_model")
+    if selected is not None:
+        with contextlib.suppress(Exception):  # a part missing leaves the zoo id out, no more
+            part = client.download_artifacts(selected.info.run_id, SUMMARY_PART)
+            model = json.loads(Path(part).read_text()).get("model", {})
+    tags = parent.data.tags
+    return {
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "parent_run_id": parent.info.run_id,
+        "pipeline_run_id": tags.get(TAG_PIPELINE_RUN_ID, ""),
+        "git_commit": tags.get(TAG_GIT_COMMIT, ""),
+        "code_version": tags.get(TAG_CODE_VERSION, ""),
+        "image": tags.get(TAG_IMAGE, ""),
+        "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT, ""),
+        "zoo_id": str(model.get("zoo_id", "")),
+        "model_file_sha256": str(model.get("sha256", "")),
+        "params_sha256": params_sha256(pipeline_params(parent)),
+        "registered_model": f"{REGISTERED_MODEL}/{registered_version}"
+        if registered_version
+        else "",
+    }
 
 
 def close_runs(parent_run_id: str, status: str, *, children_status: str | None = None) -> int:

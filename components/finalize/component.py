@@ -31,7 +31,7 @@ def finalize(
     if status.error_message:
         result["errors"].setdefault("pipeline", status.error_message)
     summary.log_on_parent(parent.info.run_id, result)
-    model_card.log_card(experiment_id, parent, result)
+    model_card.log_card(parent, result)
     tracking.close_runs(
         parent.info.run_id, "FINISHED" if status.state == "SUCCEEDED" else "FAILED",
         children_status="FAILED",

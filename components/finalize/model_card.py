@@ -117,7 +117,7 @@ def _num(value: Any, fmt: str = ",") -> str:
     return format(value, fmt) if isinstance(value, int | float) else ""
 
 
-def log_card(experiment_id: str, parent: Any, summary: Mapping[str, Any]) -> str:
+def log_card(parent: Any, summary: Mapping[str, Any]) -> str:
     """Writes the card from the parent run and its steps, logs it on the parent; returns it."""
     import mlflow
 
@@ -125,14 +125,8 @@ def log_card(experiment_id: str, parent: Any, summary: Mapping[str, Any]) -> str
     from edgetune.lineage import TAG_CODE_VERSION, TAG_GIT_COMMIT, TAG_IMAGE
 
     client = mlflow.MlflowClient()
-    steps = {
-        r.data.tags.get(tracking.TAG_COMPONENT): r
-        for r in client.search_runs(
-            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
-        )
-    }
-    params = {k: v for run in steps.values() for k, v in run.data.params.items()}
-    params.update(parent.data.params)
+    steps = tracking.step_runs(parent)
+    params = tracking.pipeline_params(parent)
     tags = parent.data.tags
     lineage = {
         "MLflow parent run": parent.info.run_id,
@@ -141,6 +135,7 @@ def log_card(experiment_id: str, parent: Any, summary: Mapping[str, Any]) -> str
         "code version": tags.get(TAG_CODE_VERSION, ""),
         "image": tags.get(TAG_IMAGE, ""),
         "data fingerprint": (summary.get("dataset") or {}).get("fingerprint", ""),
+        "parameters sha256": tracking.params_sha256(params),
         "registered model": (
             f"models:/{tracking.REGISTERED_MODEL}/{summary['gate']['model_version']}"
             if (summary.get("gate") or {}).get("model_version")
