@@ -415,6 +415,42 @@ def log_int8_model(
     return version
 
 
+def gate_tags(policy: Any) -> dict[str, str]:
+    """Model-version tags recording how strict the gate was (`gate.min_accuracy`, ...)."""
+    return {f"gate.{k}": str(v) for k, v in _as_plain_dict(policy).items()}
+
+
+def _as_plain_dict(obj: Any) -> dict[str, Any]:
+    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+
+
+def log_keras_model(model: Any, input_example: Any = None) -> None:
+    """Logs a tf_keras model with MLflow's tensorflow flavor (as `float_model`) in the active run."""
+    import mlflow
+
+    mlflow.tensorflow.log_model(
+        model,
+        name="float_model",
+        input_example=input_example,
+        pip_requirements=_requirements("tensorflow", "tf-keras"),
+    )
+
+
+def tag_release(bundle_path: str | os.PathLike) -> None:
+    """Tags the active (deploy) run with the shipped model's sha256 and bundle version, which
+    is how `edgetune trace` finds the bundle from a device's /health."""
+    import mlflow
+
+    from edgetune.bundle import peek_manifest
+    from edgetune.manifest import MODEL_FILE
+    from edgetune.trace import TAG_BUNDLE_VERSION, TAG_MODEL_SHA256
+
+    manifest = peek_manifest(bundle_path)
+    mlflow.set_tags(
+        {TAG_MODEL_SHA256: manifest.files[MODEL_FILE].sha256, TAG_BUNDLE_VERSION: manifest.version}
+    )
+
+
 def _requirements(*packages: str) -> list[str]:
     from importlib.metadata import version
 

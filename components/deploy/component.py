@@ -47,8 +47,10 @@ def deploy(
         bundle_path = release.make_bundle(
             bundle.path, tflite_int8.path, data.path, evaluated, IngestReport.read(dataset.path).fingerprint,
             signing_key=signing_key, smoke_count=smoke_samples, mlflow_run_id=tracking.active_run_id(),
+            lineage=tracking.bundle_lineage(evaluated.registered_version),
         )  # fmt: skip
         mlflow.log_artifact(str(bundle_path), "bundle")
+        tracking.tag_release(bundle_path)
         report = core.rollout_to_fleet(
             bundle_path, fleet_file, timeout_s=timeout_s, signing_key=signing_key,
             waves=rollout_waves, max_failure_fraction=max_failure_fraction, soak_s=soak_s,

@@ -38,6 +38,7 @@ def make_bundle(
     signing_key: str,
     smoke_count: int,
     mlflow_run_id: str | None,
+    lineage: dict[str, str] | None = None,
 ) -> Path:
     """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set.
 
@@ -52,6 +53,7 @@ def make_bundle(
         signing_key: the Ed25519 private key (PEM text or file).
         smoke_count: how many test images the device checks itself on.
         mlflow_run_id: the run that made the bundle, for lineage.
+        lineage: the manifest's lineage (parent run, commit, data, parameters' hash, ...).
 
     The smoke set's expected classes are the int8 file's own answers in LiteRT, so a device
     that disagrees runs the model differently; the bundle carries the int8 headline metrics.
@@ -81,4 +83,5 @@ def make_bundle(
         data_fingerprint=data_fingerprint,
         private_key=signing_key,
         extra_files=firmware.read_sources(model_dir),  # the C array convert wrote, signed too
+        lineage=lineage,
     )

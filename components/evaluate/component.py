@@ -25,9 +25,10 @@ def evaluate(
     max_drop_points: float = 1.0,
     latency_runs: int = 200,
 ) -> bool:
-    """Writes evaluation.json and confusion_<stage>.png; registers the int8 file; returns blessed."""
+    """Writes evaluation.json and confusion_<stage>.png; logs the int8 file as a LiteRT pyfunc
+    model (registered, with the gate's thresholds) and the float model; returns blessed."""
     from edgetune import files
-    from edgetune.components.common import tracking
+    from edgetune.components.common import tracking, training
     from edgetune.components.evaluate import core
     from edgetune.components.select_model.core import Selection
 
@@ -40,7 +41,14 @@ def evaluate(
         result = core.evaluate_artifacts(data.path, stages, policy, device, report.path,
                                          latency_runs=latency_runs)  # fmt: skip
         int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
-        result = tracking.register(result, int8_file, run_name=run_name, tracking_uri=tracking_uri)
+        examples = training.load_pixels(data.path, "test")[0][:4]
+        version = tracking.log_int8_model(int8_file, f"{data.path}/{files.PREPROCESSING_SPEC}", examples,
+                                          tags={**result.registration_tags(run_name), **tracking.gate_tags(policy)})  # fmt: skip
+        spec = training.load_spec(data.path)
+        tracking.log_keras_model(training.load_model_artifact(float_model.path),
+                                 examples[:2].astype("float32") * spec.scale + spec.offset)  # fmt: skip
+        result = result.registered(version)
+        tracking.move_aliases(result.aliases(), tracking_uri=tracking_uri)
         result.write(report.path)
         tracking.record(result, report, folder="evaluation")
         for name, value in result.accuracies().items():

@@ -26,7 +26,7 @@ def ingest(
     label_map: Optional[dict] = None,  # noqa: UP045 - KFP reads the annotation
 ):
     """Writes dataset.parquet and ingest_report.json (fingerprint, counts, quarantine)."""
-    from edgetune import progress
+    from edgetune import files, progress
     from edgetune.components.common import tracking
     from edgetune.components.ingest import core
 
@@ -46,3 +46,4 @@ def ingest(
             mlflow.log_artifact(str(stopped.report_path))
             raise
         tracking.record(report, dataset)
+        tracking.log_dataset(f"{dataset.path}/{files.DATASET_PARQUET}", report.fingerprint)

@@ -13,7 +13,7 @@ from PIL import Image
 from support import models as support
 
 from edgetune import files
-from edgetune.components.common import tracking
+from edgetune.components.common import tracking, training
 from edgetune.components.evaluate.component import evaluate
 from edgetune.components.select_model.core import select_model
 
@@ -65,6 +65,18 @@ def test_a_blessed_file_becomes_the_candidate_and_a_refused_one_does_not(
     version = report["registered_version"]
     candidate = registry.get_model_version_by_alias(tracking.REGISTERED_MODEL, "candidate")
     assert str(candidate.version) == version and candidate.tags["blessed"] == "True"
+    assert candidate.tags["gate.min_accuracy"] == "0.5"  # how strict the gate was
+    assert (
+        candidate.tags["gate.max_drop_points"] == "50.0" and candidate.tags["edgetune.git_commit"]
+    )
+    int8 = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL}/{version}")
+    pixels = training.load_pixels(small.data_dir, "test")[0][:2]
+    assert list(int8.predict(pixels).columns) == ["label", "class_index", "score"]
+    evaluate_run = support.runs_of(tracking_uri, f"{run_name}-a")["evaluate"]
+    logged = {m.name: m for m in registry.search_logged_models([evaluate_run.info.experiment_id],
+              filter_string=f"source_run_id = '{evaluate_run.info.run_id}'")}  # fmt: skip
+    assert set(logged) == {"int8_model", "float_model"}
+    assert "tensorflow" in mlflow.models.get_model_info(logged["float_model"].model_uri).flavors
     assert metrics.metadata["tflite_int8_accuracy"] == report["stages"]["tflite_int8"]["accuracy"]
     assert files.read_json(metrics.path) == metrics.metadata  # kfp.local caches only a real file
     for stage in report["stages"]:

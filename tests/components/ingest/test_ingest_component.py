@@ -40,6 +40,11 @@ def test_writes_the_dataset_and_logs_counts_fingerprint_and_quarantine(
     run = support.runs_of(tracking_uri, run_name)["ingest"]
     assert run.info.status == "FINISHED"
     assert run.data.tags["data_fingerprint"] == report.fingerprint
+    runs = support.runs_of(tracking_uri, run_name)
+    for logged in (run, runs["pipeline"]):  # the dataset as a run input, on the step and the parent
+        (data_input,) = logged.inputs.dataset_inputs
+        assert report.fingerprint.startswith(data_input.dataset.digest)
+        assert data_input.dataset.source_type and logged.data.tags["edgetune.data_fingerprint"]
     assert run.data.params["min_per_class"] == "3" and run.data.params["source"] == str(src)
     assert run.data.metrics["n_quarantined"] == 1
     client = mlflow.MlflowClient(tracking_uri)
