@@ -41,7 +41,7 @@ def test_writes_a_loadable_qat_model_that_kept_the_sparsity(
     run = support.runs_of(tracking_uri, run_name)["qat"]
     assert run.info.status == "FINISHED"
     assert run.data.metrics["sparsity_kept"] == pytest.approx(report["sparsity_kept"])
-    assert "qat_loss" in run.data.metrics  # the epoch logger reached MLflow
+    assert "qat_train_loss" in run.data.metrics  # the epoch logger reached MLflow
     part = mlflow.MlflowClient(tracking_uri).download_artifacts(
         run.info.run_id, tracking.SUMMARY_PART
     )
