@@ -42,12 +42,14 @@ print(json.dumps({"imports": t1 - t0, "run": t2 - t1}))
 
 
 def free_port() -> int:
+    """A free loopback port (the server binds it right after)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen, str, float]:
+    """Starts `mlflow server` on loopback; its process, URL and start-up seconds."""
     port = free_port()
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -68,6 +70,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str, float]:
 
 
 def parent_env(uri: str) -> dict[str, str]:
+    """Creates a parent run in store `uri`; the environment a task then runs in."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     done = subprocess.run(
         [sys.executable, "-c",
@@ -80,6 +83,7 @@ def parent_env(uri: str) -> dict[str, str]:
 
 
 def task(env: dict[str, str]) -> dict[str, float]:
+    """One task in a fresh interpreter: wall, import and run seconds."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", TASK], env=env, capture_output=True, text=True,
                           check=True)  # fmt: skip
@@ -87,11 +91,13 @@ def task(env: dict[str, str]) -> dict[str, float]:
 
 
 def median(xs: list[float]) -> float:
+    """The median of `xs`."""
     xs = sorted(xs)
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 def run(tasks: int) -> dict:
+    """`tasks` tasks against each store, alternating; the medians and the server start-up."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         server, url, startup = start_server(root)
@@ -120,6 +126,7 @@ def run(tasks: int) -> dict:
 
 
 def main() -> None:
+    """Command line: prints the result (and writes it to --out)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=6)
     parser.add_argument("--out", default="")

@@ -158,7 +158,9 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     out.mkdir(parents=True, exist_ok=False)
     params["run_name"] = run_name
     params.setdefault("experiment", D.experiment)
-    parent_id = local_runs.start_parent({**vars(D), **params})
+    parent_id, closed = local_runs.start_parent({**vars(D), **params})
+    for name in closed:
+        print(f"marked {name} KILLED: its local-run process is gone")
     fleet = None
     with local_runs.interruptible():
         try:
@@ -169,7 +171,8 @@ def run_local(args: argparse.Namespace) -> LocalRun:
         except BaseException as e:
             local_runs.stop_tasks(fleet.processes if fleet else [])
             status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-            local_runs.close(params, parent_id, status)
+            if problem := local_runs.close(params, parent_id, status):
+                print(problem)
             if fleet is not None:
                 fleet.stop()
             raise

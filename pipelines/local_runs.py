@@ -73,16 +73,18 @@ def close_stale(experiment_id: str) -> list[str]:
     return closed
 
 
-def start_parent(params: Mapping[str, Any]) -> str:
-    """Creates the parent run of local run `params["run_name"]` with its parameters; its id.
+def start_parent(params: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Creates the parent run of local run `params["run_name"]` with its parameters.
 
     Closes dead local runs first, so the runs table shows nothing RUNNING that is not.
+
+    Returns:
+        The parent run's id, and the names of the dead runs it marked KILLED.
     """
     import mlflow
 
     experiment_id = tracking.use_experiment(params["tracking_uri"], params["experiment"])
-    for name in close_stale(experiment_id):
-        print(f"marked {name} KILLED: its local-run process is gone")
+    closed = close_stale(experiment_id)
     ctx = tracking.RunContext(
         run_name=params["run_name"],
         pipeline_run_id="",
@@ -93,7 +95,7 @@ def start_parent(params: Mapping[str, Any]) -> str:
     client = mlflow.MlflowClient()
     run = client.create_run(experiment_id, run_name=params["run_name"], tags=tags)
     tracking.log_run_params(run.info.run_id, params)
-    return run.info.run_id
+    return run.info.run_id, closed
 
 
 def context_env(params: Mapping[str, Any], parent_id: str) -> dict[str, str]:
@@ -187,15 +189,20 @@ def _running(pid: int) -> bool:
     return done == 0
 
 
-def close(params: Mapping[str, Any], parent_id: str, status: str) -> None:
-    """Ends the parent and its RUNNING steps as `status`; a store that fails is reported."""
+def close(params: Mapping[str, Any], parent_id: str, status: str) -> str:
+    """Ends the parent and its RUNNING steps as `status`.
+
+    Returns:
+        "" or, when the store fails, a line saying so (the run's own error matters more).
+    """
     import mlflow
 
     mlflow.set_tracking_uri(params["tracking_uri"])
     try:
         tracking.close_runs(parent_id, status)
-    except Exception as e:  # the run's own error matters more than this one
-        print(f"could not close MLflow run {parent_id}: {tracking.one_line(e)}")
+    except Exception as e:
+        return f"could not close MLflow run {parent_id}: {tracking.one_line(e)}"
+    return ""
 
 
 def runs_page_hint(params: Mapping[str, Any]) -> str:

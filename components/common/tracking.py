@@ -351,9 +351,11 @@ DIGEST_CHARS = 36  # MLflow's dataset digest column holds 36 characters
 
 
 def log_dataset(table: str | os.PathLike, fingerprint: str, *, name: str = "edgetune-data") -> None:
-    """Logs ingest's table (one row per image) as a dataset input of the active run and its
-    parent, digest = the dataset fingerprint (its first 36 characters; the whole one is the
-    `edgetune.data_fingerprint` tag of both runs)."""
+    """Logs ingest's table (one row per image) as a dataset input of the run and its parent.
+
+    The digest is the dataset fingerprint (its first 36 characters, what MLflow's column
+    holds; the whole one is the `edgetune.data_fingerprint` tag of both runs).
+    """
     import mlflow
     import pandas as pd
     from mlflow.entities import DatasetInput, InputTag
@@ -437,8 +439,10 @@ def log_keras_model(model: Any, input_example: Any = None) -> None:
 
 
 def tag_release(bundle_path: str | os.PathLike) -> None:
-    """Tags the active (deploy) run with the shipped model's sha256 and bundle version, which
-    is how `edgetune trace` finds the bundle from a device's /health."""
+    """Tags the active (deploy) run with the shipped model's sha256 and bundle version.
+
+    That is how `edgetune trace` finds the bundle from a device's /health.
+    """
     import mlflow
 
     from edgetune.bundle import peek_manifest

@@ -25,8 +25,11 @@ def evaluate(
     max_drop_points: float = 1.0,
     latency_runs: int = 200,
 ) -> bool:
-    """Writes evaluation.json and confusion_<stage>.png; logs the int8 file as a LiteRT pyfunc
-    model (registered, with the gate's thresholds) and the float model; returns blessed."""
+    """Writes evaluation.json and confusion_<stage>.png, logs both models; returns blessed.
+
+    The int8 file goes to MLflow as a LiteRT pyfunc model, registered with the gate's
+    thresholds; the float model with MLflow's tensorflow flavor.
+    """
     from edgetune import files
     from edgetune.components.common import tracking, training
     from edgetune.components.evaluate import core

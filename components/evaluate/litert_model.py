@@ -26,6 +26,7 @@ class LiteRTClassifier(mlflow.pyfunc.PythonModel):
     """Runs the .tflite file in LiteRT after the spec's `pixels * scale + offset`."""
 
     def load_context(self, context) -> None:
+        """Opens the .tflite file in LiteRT and reads the preprocessing spec."""
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=context.artifacts[TFLITE_ARTIFACT])
@@ -34,6 +35,7 @@ class LiteRTClassifier(mlflow.pyfunc.PythonModel):
             self.spec = json.load(f)
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        """Label, class index and score for each image of uint8 pixels (N, H, W, C)."""
         spec = self.spec
         shape = (spec["height"], spec["width"], spec["channels"])
         pixels = np.asarray(model_input)

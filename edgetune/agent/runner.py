@@ -67,8 +67,10 @@ def run(
     pull: PullConfig | None = None,
     parent_pid: int | None = None,
 ) -> None:
-    """Builds the app and serves it on `fd` or `host:port` until interrupted (or, with
-    `parent_pid`, until that process is gone)."""
+    """Builds the app and serves it on `fd` or `host:port` until interrupted.
+
+    With `parent_pid`, it also stops once that process is gone.
+    """
     limits = limits or AgentLimits()
     key = load_public_key(trusted_key)
     predict_token = read_token(predict_token_file, env=None) if predict_token_file else None
@@ -87,8 +89,10 @@ def run(
 
 
 def _exit_with_parent(server: uvicorn.Server, parent_pid: int, period_s: float = 0.5) -> None:
-    """Stops `server` once `parent_pid` is no longer this process's parent (it died: a
-    local fleet's agents must not outlive a killed `edgetune local-run`)."""
+    """Stops `server` once `parent_pid` is no longer this process's parent.
+
+    A local fleet's agents must not outlive a killed `edgetune local-run`.
+    """
 
     def watch() -> None:
         while os.getppid() == parent_pid:
