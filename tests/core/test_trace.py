@@ -13,7 +13,12 @@ from edgetune.lineage import git_commit, params_sha256, pipeline_params
 
 
 @pytest.fixture
-def traced_bundle(tracking_uri, run_name, tmp_path, keys, model_file, smoke_set):
+def traced_bundle(tracking_uri, run_name, tmp_path, keys, model_file, smoke_set, monkeypatch):
+    # The run context reads the environment first; an earlier test's mlflow calls set it.
+    monkeypatch.setenv(tracking.TRACKING_URI_ENV, tracking_uri)
+    for name in (tracking.EXPERIMENT_ENV, tracking.RUN_NAME_ENV, tracking.PARENT_RUN_ID_ENV,
+                 tracking.PIPELINE_RUN_ID_ENV):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
     with tracking.component_run("ingest", run_name=run_name, pipeline_run_id="job-9",
                                 tracking_uri=tracking_uri):  # fmt: skip
         tracking.log_params({"val_fraction": 0.15})
