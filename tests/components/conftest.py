@@ -1,7 +1,5 @@
 """Component tests make many pipeline runs in one process, with no rival creating a parent."""
 
-import os
-
 import pytest
 
 from edgetune.components.common import tracking
@@ -14,11 +12,11 @@ def quick_parent_settle(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def run_context_env_restored(monkeypatch):
+def run_context_env_cleared(monkeypatch):
     """mlflow.set_tracking_uri/set_experiment write os.environ, which the run context reads
-    first: each test gets back the environment it started with."""
-    for name in (tracking.TRACKING_URI_ENV, tracking.EXPERIMENT_ENV, "MLFLOW_EXPERIMENT_ID"):
-        before = os.environ.get(name)
-        monkeypatch.setenv(name, before or "unset")  # recorded: restored after the test
-        if before is None:
-            monkeypatch.delenv(name)
+    first: each test starts without them (an earlier test's store would win over its inputs)."""
+    names = (tracking.TRACKING_URI_ENV, tracking.EXPERIMENT_ENV, "MLFLOW_EXPERIMENT_ID",
+             tracking.RUN_NAME_ENV, tracking.PIPELINE_RUN_ID_ENV, tracking.PARENT_RUN_ID_ENV)  # fmt: skip
+    for name in names:
+        monkeypatch.setenv(name, "unset")  # recorded: what was there comes back after the test
+        monkeypatch.delenv(name)
