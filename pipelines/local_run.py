@@ -24,7 +24,7 @@ from edgetune import files
 from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
 from edgetune.components.common import summary, tracking
 from edgetune.errors import EdgetuneError
-from edgetune.pipelines import local_runs, versions
+from edgetune.pipelines import local_runs, reuse, versions
 from edgetune.pipelines import params as run_params
 from edgetune.pipelines.parameters import D
 
@@ -67,10 +67,12 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     return versions.fill(params, when=f"{datetime.now(UTC):%Y%m%dT%H%M%S}")
 
 
-def run_pipeline(params: dict[str, Any], out: Path, *, cache: bool = True) -> float:
-    """Runs the DAG through kfp.local; returns its wall time in seconds.
+def run_pipeline(
+    params: dict[str, Any], out: Path, *, cache: bool = True
+) -> tuple[float, dict[str, str]]:
+    """Runs the DAG through kfp.local; returns its wall time (s) and its cache hits.
 
-    With `cache`, a step whose inputs (data_version, parameters, code_version, upstream
+    The hits are {step: the earlier run whose outputs it reused}. With `cache`, a step whose inputs (data_version, parameters, code_version, upstream
     outputs) match an earlier run's is not run again: kfp.local hands on that run's outputs
     from the cache beside the runs (runs/.kfp_cache), as long as they still exist.
     """
@@ -99,20 +101,28 @@ def run_pipeline(params: dict[str, Any], out: Path, *, cache: bool = True) -> fl
     os.environ.update(context)
     start = time.perf_counter()
     try:
-        edgetune_pipeline(**params)
+        with reuse.recording_cache_hits() as hits:
+            edgetune_pipeline(**params)
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return time.perf_counter() - start
+    return time.perf_counter() - start, hits
 
 
 def collect_summary(
-    params: dict[str, Any], parent_id: str, wall_seconds: float, out: Path
+    params: dict[str, Any],
+    parent_id: str,
+    wall_seconds: float,
+    out: Path,
+    cache_hits: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """summary.json from the parent MLflow run (finalize wrote it), plus the local wall time."""
+    """summary.json from the parent MLflow run (finalize wrote it), plus the local wall time.
+
+    The parts of steps taken from the cache come from the runs that made them.
+    """
     import mlflow
 
     experiment_id = tracking.use_experiment(
@@ -126,6 +136,8 @@ def collect_summary(
         )
     except Exception:  # finalize itself did not run: assemble what the components left
         result = summary.build_summary(experiment_id, parent, status="FAILED")
+    if cache_hits:
+        result = reuse.fill_from_earlier_runs(result, cache_hits, experiment_id)
     result["wall_seconds"] = round(wall_seconds, 2)
     result["artifacts"] = {
         p.parent.parent.name + "/" + p.parent.name: str(p)
@@ -166,8 +178,8 @@ def run_local(args: argparse.Namespace) -> LocalRun:
         try:
             fleet = _start_agents(args, params, out)
             with local_runs.exported(local_runs.context_env(params, parent_id)):
-                wall = run_pipeline(params, out, cache=not getattr(args, "no_cache", False))
-            result = collect_summary(params, parent_id, wall, out)
+                wall, hits = run_pipeline(params, out, cache=not getattr(args, "no_cache", False))
+            result = collect_summary(params, parent_id, wall, out, hits)
         except BaseException as e:
             local_runs.stop_tasks(fleet.processes if fleet else [])
             status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"

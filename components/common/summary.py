@@ -180,6 +180,8 @@ def format_table(summary: dict[str, Any]) -> str:
         )
     for name, seconds in (summary.get("component_seconds") or {}).items():
         rows.append((f"  {name}", f"{seconds:.1f} s"))
+    for name, earlier in (summary.get("cached") or {}).items():
+        rows.append((f"  {name}", f"cached: unchanged since run {earlier}"))
     for name, error in (summary.get("errors") or {}).items():
         rows.append((f"error in {name}", error))
     width = max(len(k) for k, _ in rows)
