@@ -46,11 +46,14 @@ def recording_cache_hits() -> Iterator[dict[str, str]]:
 
 
 def _origin(uri: str) -> tuple[str, str] | None:
-    """(run name, step) of an artifact at <runs>/<run>/kfp/<pipeline job>/<step>/<output>."""
+    """(run name, step) of an artifact at <runs>/<run>/kfp/<pipeline job>/<task>/<output>.
+
+    kfp names a task folder after its component with dashes (select_model → select-model).
+    """
     parts = Path(uri).parts
     if len(parts) < 5 or parts[-4] != "kfp":
         return None
-    return parts[-5], parts[-2]
+    return parts[-5], parts[-2].replace("-", "_")
 
 
 def fill_from_earlier_runs(
