@@ -125,7 +125,7 @@ def exported(env: Mapping[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt like SIGINT does, so one cleanup path handles both.
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so one cleanup path handles both.
 
     (KeyboardInterrupt exactly: subprocess.Popen then waits only briefly for the running task.)
     """
@@ -136,11 +136,14 @@ def interruptible() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    before = signal.signal(signal.SIGTERM, interrupt)
+    # SIGINT too: a process started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler of its own.
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _children() -> list[int]:
