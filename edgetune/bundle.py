@@ -9,7 +9,10 @@ A bundle is one uncompressed tar holding four flat members:
 - ``manifest.json``: version, sequence (see `edgetune.manifest`), sha256 and size of every
   other file, labels, preprocessing spec, metrics, lineage (MLflow run, data fingerprint,
   code version), smoke threshold;
-- ``manifest.sig``: a detached Ed25519 signature over the exact manifest bytes.
+- ``manifest.sig``: a detached Ed25519 signature over the exact manifest bytes;
+- optionally the split model a device personalizes: ``extractor.tflite`` (int8, model
+  input → the head's input) and ``head.npz`` (float32 kernel and bias, and their int8
+  form), named by the manifest's ``split`` with ``personal_head: keep|reset``.
 
 The tar is uncompressed and only plain regular members are read (a sparse member could
 declare far more than the archive holds), so a device that caps the upload size has capped

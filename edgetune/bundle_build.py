@@ -28,6 +28,7 @@ from edgetune.manifest import (
 )
 from edgetune.preprocessing import PreprocessSpec
 from edgetune.signing import KeyInput, load_private_key
+from edgetune.split import EXTRACTOR_FILE, HEAD_FILE, PERSONAL_HEAD_MODES, Head
 
 
 def build_bundle(
@@ -46,6 +47,8 @@ def build_bundle(
     sequence: int | None = None,
     extra_files: Mapping[str, bytes] | None = None,
     lineage: Mapping[str, str] | None = None,
+    split: Mapping[str, bytes] | None = None,
+    personal_head: str = "reset",
 ) -> Path:
     """Writes a signed bundle to `out_path` atomically.
 
@@ -68,6 +71,10 @@ def build_bundle(
             who flash the model; the agent installs but does not read them).
         lineage: what traces the model back to its run, data, code and parameters
             (`edgetune trace` reads it; see edgetune.lineage).
+        split: the split model by file name, extractor.tflite and head.npz (see
+            `edgetune.split`), shipped signed and described by the manifest's `split`.
+        personal_head: `keep` or `reset`: what a device does with the head it trained
+            itself when this bundle installs (the manifest's `split.personal_head`).
 
     Returns:
         `out_path` as a Path.
@@ -88,10 +95,14 @@ def build_bundle(
         MODEL_FILE: Path(model_path).read_bytes(),
         SAMPLES_FILE: _samples_npz(samples, expected, spec),
     }
-    clash = sorted(set(payload) & set(extra_files or {}))
+    clash = sorted(
+        set(payload) & set(extra_files or {}) | set(extra_files or {}) & set(split or {})
+    )
     if clash:
         raise EdgetuneError(f"bundle extra_files {clash}: names taken by the bundle itself")
     payload.update(extra_files or {})
+    split_entry = _split_entry(split, personal_head, spec)
+    payload.update(split or {})
     manifest = {
         "version": version,
         "sequence": sequence or next_sequence(),
@@ -105,11 +116,33 @@ def build_bundle(
         "code_version": code_version(),
         "smoke_min_agreement": float(smoke_min_agreement),
         "lineage": {k: str(v) for k, v in (lineage or {}).items()},
+        **({"split": split_entry} if split_entry else {}),
     }
     manifest_bytes = (json.dumps(manifest, indent=2, default=_json_number) + "\n").encode()
     Manifest.from_bytes(manifest_bytes)  # the builder refuses what a device would refuse
     members = {MANIFEST_FILE: manifest_bytes, SIGNATURE_FILE: key.sign(manifest_bytes), **payload}
     return files.write_bytes(out_path, pack_tar(members))
+
+
+def _split_entry(
+    split: Mapping[str, bytes] | None, personal_head: str, spec: PreprocessSpec
+) -> dict[str, Any] | None:
+    """The manifest's `split` for the split model's files (None without them)."""
+    if personal_head not in PERSONAL_HEAD_MODES:
+        raise EdgetuneError(
+            f"personal_head={personal_head!r}; accepted: {', '.join(PERSONAL_HEAD_MODES)}"
+        )
+    if not split:
+        return None
+    if set(split) != {EXTRACTOR_FILE, HEAD_FILE}:
+        raise EdgetuneError(
+            f"bundle split files {sorted(split)}; expected {EXTRACTOR_FILE} and {HEAD_FILE}"
+        )
+    dim, classes = Head.from_bytes(split[HEAD_FILE]).shape
+    if classes != len(spec.labels):
+        raise EdgetuneError(f"{HEAD_FILE}: {classes} classes for {len(spec.labels)} labels")
+    return {"extractor": EXTRACTOR_FILE, "head": HEAD_FILE, "embedding_dim": dim,
+            "classes": classes, "personal_head": personal_head}  # fmt: skip
 
 
 def pack_tar(members: Mapping[str, bytes]) -> bytes:

@@ -14,7 +14,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -110,6 +110,27 @@ class FileEntry:
 
 
 @dataclass(frozen=True, config=STRICT)
+class SplitEntry:
+    """Which shipped files are the split model a device personalizes (see `edgetune.split`).
+
+    Attributes:
+        extractor: the int8 feature extractor (.tflite): model input → the head's input.
+        head: the head's float32 weights (.npz: kernel [D, C], bias [C], and int8 form).
+        embedding_dim: D, the extractor's output size.
+        classes: C, one per label.
+        personal_head: what a device does with a head it trained itself when this bundle
+            installs: `keep` serving it (only if its extractor is this bundle's, byte for
+            byte) or `reset` to this bundle's head.
+    """
+
+    extractor: Annotated[StrictStr, Field(pattern=MEMBER_PATTERN.pattern)]
+    head: Annotated[StrictStr, Field(pattern=MEMBER_PATTERN.pattern)]
+    embedding_dim: Annotated[StrictInt, Field(ge=1)]
+    classes: Annotated[StrictInt, Field(ge=2)]
+    personal_head: Literal["keep", "reset"] = "reset"
+
+
+@dataclass(frozen=True, config=STRICT)
 class Manifest:
     """The parsed, validated manifest.json of a bundle (unknown fields are refused)."""
 
@@ -127,6 +148,8 @@ class Manifest:
     # Where the model came from (parent MLflow run, pipeline job, git commit, image, data
     # fingerprint, zoo id or model file sha256, parameters' hash): `edgetune trace` reads it.
     lineage: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # The split model for on-device personalization; None in bundles without one.
+    split: SplitEntry | None = None
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -147,6 +170,15 @@ class Manifest:
     def _labels_match(self) -> Manifest:
         if self.labels != self.preprocessing.labels:
             raise ValueError("labels differ from the preprocessing labels")
+        split = self.split
+        if split is not None:
+            unlisted = [f for f in (split.extractor, split.head) if f not in self.files]
+            if unlisted:
+                raise ValueError(f"split names files not listed: {', '.join(unlisted)}")
+            if split.classes != len(self.labels):
+                raise ValueError(
+                    f"split head has {split.classes} classes for {len(self.labels)} labels"
+                )
         return self
 
     @classmethod

@@ -22,13 +22,15 @@ def convert(
 ):
     """Writes model.tflite into each output, the int8 one also as firmware C source.
 
+    The split model (extractor.tflite, head.npz) goes beside the int8 file and to MLflow.
+
     model_data.h/.cc go beside the int8 file and to MLflow; logs the files and their sizes.
     """
     import mlflow
 
     from edgetune import files, firmware
     from edgetune.components.common import tracking, training
-    from edgetune.components.convert import core
+    from edgetune.components.convert import core, split
 
     with tracking.component_run("convert", run_name, pipeline_run_id, tracking_uri, experiment):
         config = training.config_from(core.ConvertConfig, locals())
@@ -41,6 +43,8 @@ def convert(
         for stage, artifact in outs.items():
             artifact.metadata.update(report.sizes(stage))
             mlflow.log_artifact(f"{artifact.path}/{files.TFLITE_MODEL}", stage)
+        for name in split.split_files(tflite_int8.path):  # extractor + head, for devices
+            mlflow.log_artifact(f"{tflite_int8.path}/{name}", "split")
         int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
         spec = training.load_spec(data.path)
         for path in firmware.export(int8_file, spec, tflite_int8.path).values():

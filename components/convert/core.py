@@ -183,7 +183,8 @@ def convert_artifacts(
         float_dir: fine_tune's model folder.
         qat_dir: qat's model folder.
         float_out_dir: where the float32 model.tflite goes (created).
-        int8_out_dir: where the int8 model.tflite goes (created).
+        int8_out_dir: where the int8 model.tflite goes (created), with the split model
+            (extractor.tflite, head.npz) beside it.
         config: how many training images calibrate (`representative_samples`), drawn
             with `seed`.
 
@@ -191,14 +192,19 @@ def convert_artifacts(
         The report, typed: `ConvertReport`.
     """
     from edgetune.components.common import training
+    from edgetune.components.convert.split import write_split
     from edgetune.components.qat.core import load_qat_model
 
     x_train, _ = training.load_split(data_dir, "train")
+    qat_model = load_qat_model(Path(qat_dir) / files.KERAS_MODEL)
+    representative = representative_set(x_train, config.representative_samples, config.seed)
     report = convert(
         training.load_model_artifact(float_dir),
-        load_qat_model(Path(qat_dir) / files.KERAS_MODEL),
-        representative_set(x_train, config.representative_samples, config.seed),
+        qat_model,
+        representative,
         files.artifact_dir(float_out_dir) / files.TFLITE_MODEL,
         files.artifact_dir(int8_out_dir) / files.TFLITE_MODEL,
     )
+    # The split model (extractor + head) beside the int8 file: what a device personalizes.
+    report["split"] = write_split(qat_model, representative, int8_out_dir)
     return ConvertReport(report)

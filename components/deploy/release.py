@@ -11,6 +11,7 @@ import numpy as np
 from edgetune import files, firmware, litert
 from edgetune.bundle_build import build_bundle
 from edgetune.components.common import training
+from edgetune.components.convert.split import split_files
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import normalize
 
@@ -39,10 +40,12 @@ def make_bundle(
     smoke_count: int,
     mlflow_run_id: str | None,
     lineage: dict[str, str] | None = None,
+    personal_head: str = "reset",
 ) -> Path:
     """Signs `bundle-v<registered version>.tar` in `out_dir`: the int8 file, its spec, smoke set.
 
-    The firmware C sources (model_data.h/.cc) ship too when convert wrote them beside the file.
+    The firmware C sources (model_data.h/.cc) and the split model (extractor.tflite, head.npz)
+    ship too when convert wrote them beside the file.
 
     Args:
         out_dir: where the bundle goes (created if needed).
@@ -54,6 +57,7 @@ def make_bundle(
         smoke_count: how many test images the device checks itself on.
         mlflow_run_id: the run that made the bundle, for lineage.
         lineage: the manifest's lineage (parent run, commit, data, parameters' hash, ...).
+        personal_head: `keep` or `reset`: what devices do with heads they trained themselves.
 
     The smoke set's expected classes are the int8 file's own answers in LiteRT, so a device
     that disagrees runs the model differently; the bundle carries the int8 headline metrics.
@@ -84,4 +88,6 @@ def make_bundle(
         private_key=signing_key,
         extra_files=firmware.read_sources(model_dir),  # the C array convert wrote, signed too
         lineage=lineage,
+        split=split_files(model_dir),
+        personal_head=personal_head,
     )

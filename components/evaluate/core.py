@@ -17,10 +17,13 @@ from edgetune import files, litert
 from edgetune.components.common.outputs import StepOutput
 from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
+from edgetune.split import EXTRACTOR_FILE, HEAD_FILE, Head, embeddings
 from edgetune.step_config import StepConfig
 
 KERAS_STAGES = ("float", "pruned", "qat")
 TFLITE_STAGES = ("tflite_float", "tflite_int8")
+# The split model (int8 extractor + float32 head), judged when convert wrote one.
+SPLIT_STAGE = "tflite_split"
 # What summary.json and the MLflow metrics keep of each stage; the bundle keeps the int8 ones.
 HEADLINE_KEYS = ("accuracy", "size_bytes", "gzip_bytes", "latency_ms_p50")
 CANDIDATE_ALIAS = "candidate"
@@ -139,6 +142,27 @@ def tflite_stage(
     }
 
 
+def split_stage(
+    model_dir: str | os.PathLike, x: np.ndarray, labels: list[str]
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Predictions of the split model (int8 extractor in LiteRT + float32 head), or None.
+
+    None when convert wrote no split model into `model_dir`; the sizes are both files'.
+    """
+    extractor_path, head_path = (Path(model_dir) / n for n in (EXTRACTOR_FILE, HEAD_FILE))
+    if not (extractor_path.is_file() and head_path.is_file()):
+        return None
+    head = Head.from_bytes(head_path.read_bytes())
+    if head.shape[1] != len(labels):
+        raise EdgetuneError(f"{head_path}: {head.shape[1]} classes for {len(labels)} labels")
+    predictions = head.predict(embeddings(litert.load(str(extractor_path), num_threads=1), x))
+    sizes = {
+        "extractor_bytes": extractor_path.stat().st_size,
+        "head_bytes": head_path.stat().st_size,
+    }
+    return predictions, {**sizes, "size_bytes": sum(sizes.values())}
+
+
 def device_fit(path: str | os.PathLike) -> dict[str, Any]:
     """What the device needs of the int8 file, measured on the file: full-integer, arena."""
     from edgetune.components.convert.arena import full_integer_problem, measure_arena
@@ -173,6 +197,14 @@ def gate(
             f"int8 file {int8['size_bytes']:,} bytes {'<=' if int8['size_bytes'] <= device.flash_bytes else '>'} flash budget {device.flash_bytes:,} of {device.name}",
         ),
     ]
+    if SPLIT_STAGE in stages:  # a device serves it once it personalizes: it must pass too
+        split = stages[SPLIT_STAGE]["accuracy"]
+        checks.append(
+            (
+                split >= policy.min_accuracy,
+                f"split model (int8 extractor + head) accuracy {split:.2%} {'>=' if split >= policy.min_accuracy else '<'} minimum {policy.min_accuracy:.2%}",
+            )
+        )
     if "full_integer_problem" in int8:  # measured on the file itself (evaluate does)
         problem = int8["full_integer_problem"]
         checks.append(
@@ -313,7 +345,9 @@ def evaluate(
 
     Args:
         keras_models: {"float", "pruned", "qat"} → Keras model.
-        tflite_files: {"tflite_float", "tflite_int8"} → .tflite path.
+        tflite_files: {"tflite_float", "tflite_int8"} → .tflite path; when the int8 file's
+            folder holds the split model (extractor.tflite, head.npz), it is scored as
+            stage `tflite_split` and judged by the gate too.
         x_test: model-ready test inputs.
         y_test: their integer labels.
         labels: class names, index order.
@@ -339,6 +373,9 @@ def evaluate(
         predictions, extra = tflite_stage(tflite_files[stage], x_test, latency_runs)
         stages[stage] = {**classification_metrics(y_test, predictions, labels), **extra}
     stages["tflite_int8"].update(device_fit(tflite_files["tflite_int8"]))
+    split = split_stage(Path(tflite_files["tflite_int8"]).parent, x_test, labels)
+    if split is not None:
+        stages[SPLIT_STAGE] = {**classification_metrics(y_test, split[0], labels), **split[1]}
     for stage, metrics in stages.items():
         plot_confusion(
             metrics["confusion"],

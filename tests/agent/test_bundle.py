@@ -211,3 +211,28 @@ def test_firmware_sources_ship_signed_beside_the_model(tmp_path, keys, model_fil
             metrics={}, mlflow_run_id=None, data_fingerprint=None, private_key=keys.private,
             extra_files={"model.tflite": b"x"},
         )  # fmt: skip
+
+
+def test_the_split_model_ships_signed_and_the_manifest_says_which_file_is_which(make_bundle, keys):
+    split = support.tiny_split_model()
+
+    opened = bundle.open_bundle(
+        make_bundle("2.0.0", split=split, personal_head="keep"), keys.public
+    )
+
+    entry = opened.manifest.split
+    assert (entry.extractor, entry.head, entry.personal_head) == (
+        "extractor.tflite",
+        "head.npz",
+        "keep",
+    )
+    assert (entry.embedding_dim, entry.classes) == (24, 3)
+    assert opened.files["extractor.tflite"] == split.extractor
+    assert opened.files["head.npz"] == split.head
+    assert opened.manifest.files["head.npz"].sha256 == hashlib.sha256(split.head).hexdigest()
+
+
+def test_a_bundle_without_a_split_model_has_none_and_a_bad_flag_is_refused(make_bundle):
+    assert bundle.peek_manifest(make_bundle("2.1.0")).split is None
+    with pytest.raises(EdgetuneError, match="personal_head='later'; accepted: keep, reset"):
+        make_bundle("2.2.0", split=support.tiny_split_model(), personal_head="later")

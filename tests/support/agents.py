@@ -7,6 +7,7 @@ folders use it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import socket
@@ -38,24 +39,10 @@ SPEC = PreprocessSpec(
 N_SAMPLES = 6
 
 
-@functools.cache
-def tiny_int8_model(seed: int = 0) -> bytes:
-    """A conv + dense classifier, 8x8x1 to 3 classes, full-integer int8 with int8 I/O.
-
-    Another `seed` gives another model (other weights, so another sha256).
-    """
+def _int8(model: Any) -> bytes:
+    """A full-integer int8 .tflite (int8 I/O) of a tf_keras model, calibrated on noise."""
     import tensorflow as tf
-    import tf_keras as keras
 
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.layers.Input((SPEC.height, SPEC.width, SPEC.channels)),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(len(SPEC.labels), activation="softmax"),
-        ]
-    )
     rng = np.random.default_rng(0)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -68,6 +55,63 @@ def tiny_int8_model(seed: int = 0) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Statistics for quantized inputs...": expected here
         return converter.convert()
+
+
+@functools.cache
+def tiny_int8_model(seed: int = 0) -> bytes:
+    """A conv + dense classifier, 8x8x1 to 3 classes, full-integer int8 with int8 I/O.
+
+    Another `seed` gives another model (other weights, so another sha256).
+    """
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((SPEC.height, SPEC.width, SPEC.channels)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(len(SPEC.labels), activation="softmax"),
+        ]
+    )
+    return _int8(model)
+
+
+@dataclass(frozen=True)
+class SplitModel:
+    """A classifier as convert ships it: the full int8 file, its int8 extractor, its head."""
+
+    model: bytes
+    extractor: bytes
+    head: bytes
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        from edgetune.split import EXTRACTOR_FILE, HEAD_FILE
+
+        return {EXTRACTOR_FILE: self.extractor, HEAD_FILE: self.head}
+
+
+@functools.cache
+def tiny_split_model(seed: int = 0) -> SplitModel:
+    """8x8x1 → conv → 24 random ReLU features → 3-class softmax head, untrained.
+
+    Random features still separate simple patterns, so a head trained on them learns.
+    """
+    import tf_keras as keras
+
+    from edgetune.split import Head
+
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((SPEC.height, SPEC.width, SPEC.channels))
+    x = keras.layers.Conv2D(6, 3, activation="relu")(image)
+    features = keras.layers.Dense(24, activation="relu")(keras.layers.Flatten()(x))
+    head = keras.layers.Dense(len(SPEC.labels), activation="softmax", name="head")
+    model = keras.Model(image, head(features))
+    kernel, bias = (w.astype(np.float32) for w in head.get_weights())
+    return SplitModel(
+        _int8(model), _int8(keras.Model(image, features)), Head(kernel, bias).to_bytes()
+    )
 
 
 def litert_classes(model_bytes: bytes, pixels: np.ndarray) -> np.ndarray:
@@ -129,6 +173,7 @@ class ThreadedAgent:
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self._sock.getsockname()[1]}"
         app = create_app(state_dir, trusted_key, token, limits=limits, **app_options)
+        self.app = app
         self._server = uvicorn.Server(uvicorn_config(app, limits, log_level="warning", **tls))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
@@ -233,8 +278,13 @@ def make_bundle(
         key: Path | None = None,
         sequence: int | None = None,
         model: Path | None = None,
+        split: SplitModel | None = None,
+        personal_head: str = "reset",
     ) -> Path:
         pixels, expected = smoke_set
+        if split is not None:  # the split model's own full int8 file is the served model
+            model = tmp_path / f"split-{hashlib.sha256(split.model).hexdigest()[:8]}.tflite"
+            model.write_bytes(split.model)
         if model is not None:  # what the other model gives on this machine
             expected = litert_classes(model.read_bytes(), pixels)
         if disagree:  # what a model broken on the device would look like
@@ -252,6 +302,8 @@ def make_bundle(
             data_fingerprint="fp-abc",
             private_key=key or keys.private,
             sequence=sequence,
+            split=split.files if split else None,
+            personal_head=personal_head,
         )
 
     return make
@@ -323,3 +375,33 @@ def png_headers() -> dict[str, str]:
 
 def env_without_token() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "EDGETUNE_AGENT_TOKEN"}
+
+
+def pattern_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` 8x8 grey images, labels 0..2 in turn: a bright top, bottom or left band on noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(SPEC.labels)
+    x = rng.integers(0, 60, (n, 8, 8, 1), dtype=np.uint8)
+    for image, label in zip(x, y, strict=True):
+        value = rng.integers(160, 256)
+        if label == 0:
+            image[:3] = value
+        elif label == 1:
+            image[5:] = value
+        else:
+            image[:, :3] = value
+    return x, y
+
+
+def post_samples(url: str, pixels: np.ndarray, labels: list[str]) -> list[httpx.Response]:
+    """POST /samples for each image (PNG) with its label name."""
+    with httpx.Client(timeout=30) as client:
+        return [
+            client.post(
+                f"{url}/samples",
+                params={"label": label},
+                content=png_bytes(p),
+                headers={**auth(), **png_headers()},
+            )  # fmt: skip
+            for p, label in zip(pixels, labels, strict=True)
+        ]

@@ -82,8 +82,12 @@ def test_the_gate_blesses_a_good_small_file_and_says_why_each_check_passed():
         (stages(0.94, 0.94, 50_000), "FAIL: int8 accuracy 94.00% < minimum 95.00%"),
         (stages(0.99, 0.96, 50_000), "FAIL: int8 loses 3.00 points against the float model"),
         (stages(0.97, 0.965, 100_001), "FAIL: int8 file 100,001 bytes > flash budget 100,000"),
+        (
+            {**stages(0.97, 0.965, 50_000), "tflite_split": {"accuracy": 0.9}},
+            "FAIL: split model (int8 extractor + head) accuracy 90.00% < minimum 95.00%",
+        ),
     ],
-    ids=["accuracy-below-minimum", "drop-above-max", "file-larger-than-flash"],
+    ids=["accuracy-below-minimum", "drop-above-max", "file-larger-than-flash", "split-below"],
 )
 def test_the_gate_refuses_with_the_failing_reason(case, failed):
     blessed, reasons = gate(case, GatePolicy(min_accuracy=0.95, max_drop_points=1.0), DEVICE)
