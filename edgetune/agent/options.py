@@ -34,8 +34,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         default=None,
-        help="file (mode 0600) holding the bearer token pushes must carry, at least 16 "
-        "characters (default: $EDGETUNE_AGENT_TOKEN)",
+        help="file (mode 0600) holding the bearer token pushes must carry, at least 32 "
+        "bytes (default: $EDGETUNE_AGENT_TOKEN)",
     )
     parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate")
     parser.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")

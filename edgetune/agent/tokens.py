@@ -10,7 +10,8 @@ from edgetune import files
 from edgetune.errors import EdgetuneError
 
 TOKEN_ENV = "EDGETUNE_AGENT_TOKEN"
-MIN_TOKEN_CHARS = 16
+# 32 bytes: 256 bits when random, more than any online guessing reaches.
+MIN_TOKEN_BYTES = 32
 
 
 def write_token(path: str | os.PathLike[str], token: str) -> Path:
@@ -26,7 +27,7 @@ def read_token(token_file: str | os.PathLike[str] | None, env: str | None = TOKE
 
     Raises:
         EdgetuneError: the file cannot be read, is readable by group or others, or the
-            token is shorter than 16 characters; or neither source gives a token.
+            token is shorter than 32 bytes (UTF-8); or neither source gives a token.
     """
     if token_file:
         path = Path(token_file)
@@ -47,9 +48,10 @@ def read_token(token_file: str | os.PathLike[str] | None, env: str | None = TOKE
 
 
 def _strong(token: str, where: str) -> str:
-    if len(token) < MIN_TOKEN_CHARS:
+    size = len(token.encode())
+    if size < MIN_TOKEN_BYTES:
         raise EdgetuneError(
-            f"{where}: token of {len(token)} characters; at least {MIN_TOKEN_CHARS} accepted "
+            f"{where}: token of {size} bytes; at least {MIN_TOKEN_BYTES} accepted "
             "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token

@@ -197,22 +197,24 @@ def test_browser_style_and_cross_site_requests_are_refused(
 
 
 def test_predict_token_when_configured(start_agent, make_bundle, smoke_set):
-    agent = start_agent(predict_token="predict-secret-0123456789")
+    agent = start_agent(predict_token="predict-secret-0123456789-abcdefgh")
     put(agent.url, make_bundle().read_bytes())
     image = support.png_bytes(smoke_set[0][0])
 
     assert httpx.post(f"{agent.url}/predict", content=image, headers=PNG).status_code == 401
-    with_token = {**PNG, **auth("predict-secret-0123456789")}
+    with_token = {**PNG, **auth("predict-secret-0123456789-abcdefgh")}
     assert httpx.post(f"{agent.url}/predict", content=image, headers=with_token).status_code == 200
 
 
-def half_sent(url: str, method: str, path: str, length: int, extra: str = "") -> socket.socket:
+def half_sent(
+    url: str, method: str, path: str, length: int, extra: str = "", body: bytes = b"x"
+) -> socket.socket:
     """A request whose headers are complete but whose body is not: it holds its slot."""
     host, port = url.rsplit("/", 1)[-1].split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n"
             f"{extra}\r\n")  # fmt: skip
-    sock.sendall(head.encode() + b"x")
+    sock.sendall(head.encode() + body)
     return sock
 
 
@@ -220,10 +222,13 @@ def test_one_install_and_a_bounded_number_of_predictions_at_a_time(start_agent, 
     agent = start_agent(limits=AgentLimits(predict_concurrency=1, body_timeout_s=10))
     data = make_bundle().read_bytes()
     token = f"Authorization: Bearer {support.TOKEN}\r\n"
-    upload = half_sent(agent.url, "PUT", "/bundle", len(data), token)
+    upload = half_sent(agent.url, "PUT", "/bundle", 1 << 20, token, body=b"\0" * (64 << 10))
     slow = half_sent(agent.url, "POST", "/predict", 1000, "Content-Type: image/png\r\n")
     time.sleep(0.5)  # both handlers are now waiting for their bodies
     try:
+        # The upload goes to a file as it arrives, not into memory.
+        (spooled,) = (agent.state_dir / "spool").iterdir()
+        assert spooled.stat().st_size >= 32 << 10
         assert put(agent.url, data).status_code == 429
         image = httpx.post(f"{agent.url}/predict", content=b"x", headers=PNG)
         assert image.status_code == 429
@@ -423,7 +428,9 @@ def test_docs_endpoints_are_off(start_agent):
     ("mode", "token", "message"),
     [
         (0o644, support.TOKEN, "has mode 0644; it must be 0600"),
-        (0o600, "short", "token of 5 characters; at least 16 accepted"),
+        (0o600, "short", "token of 5 bytes; at least 32 accepted"),
+        (0o600, "x" * 31, "token of 31 bytes; at least 32 accepted"),
+        (0o600, "\u00e9" * 15, "token of 30 bytes; at least 32 accepted"),
     ],
 )
 def test_weak_token_files_are_refused_in_one_line(tmp_path, keys, capsys, mode, token, message):

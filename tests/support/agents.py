@@ -32,7 +32,7 @@ from edgetune.agent.limits import AgentLimits
 from edgetune.manifest import sign_rollback_order
 from edgetune.preprocessing import PreprocessSpec
 
-TOKEN = "test-token-0123456789"
+TOKEN = "test-token-0123456789-abcdefghijkl"  # 33 bytes: the agent wants >= 32
 SPEC = PreprocessSpec(
     height=8, width=8, channels=1, scale=1 / 255, offset=0.0, labels=("zero", "one", "two")
 )
