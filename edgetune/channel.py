@@ -91,8 +91,10 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
-def parse_waves(text: str) -> tuple[Wave, ...]:
+def parse_waves(text: str, name: str = "--waves") -> tuple[Wave, ...]:
     """Parses ``"10,50@600,100@1800"``: percent[@seconds after publication], widening.
+
+    `name` is what error messages call the value (the CLI option or a run parameter).
 
     Raises:
         EdgetuneError: a malformed item, a percent outside 1..100, or waves that do not widen.
@@ -102,13 +104,13 @@ def parse_waves(text: str) -> tuple[Wave, ...]:
         match = _WAVE.fullmatch(item)
         if not match or not 1 <= int(match[1]) <= 100:
             raise EdgetuneError(
-                f"--waves item {item!r}: expected PERCENT[@SECONDS], percent 1..100, "
+                f"{name} item {item!r}: expected PERCENT[@SECONDS], percent 1..100, "
                 "e.g. 10,50@600,100@1800"
             )
         waves.append(Wave(int(match[1]), int(match[2] or 0)))
     for before, after in zip(waves, waves[1:], strict=False):
         if after.percent <= before.percent or after.opens_s <= before.opens_s:
-            raise EdgetuneError(f"--waves {text!r}: each wave must be wider and open later")
+            raise EdgetuneError(f"{name} {text!r}: each wave must be wider and open later")
     return tuple(waves)
 
 

@@ -96,6 +96,9 @@ def build_pipeline(cluster: ClusterSettings | None = None):
         rollout_soak_s: float = D.rollout_soak_s,
         push_concurrency: int = D.push_concurrency,
         rollout_tags: str = D.rollout_tags,
+        deploy_mode: str = D.deploy_mode,
+        channel_uri: str = D.channel_uri,
+        channel_waves: str = D.channel_waves,
         seed: int = D.seed,
     ):
         """The whole run: ingest to deploy, gated on evaluate's verdict, with finalize on exit."""
@@ -218,6 +221,9 @@ def build_pipeline(cluster: ClusterSettings | None = None):
                     soak_s=rollout_soak_s,
                     push_concurrency=push_concurrency,
                     rollout_tags=rollout_tags,
+                    deploy_mode=deploy_mode,
+                    channel_uri=channel_uri,
+                    channel_waves=channel_waves,
                     **run,
                 )
                 _step(shipped, "deploy", cluster)

@@ -164,6 +164,9 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "rollout_soak_s": ((DeployConfig, "soak_s"),),
     "push_concurrency": ((DeployConfig, "push_concurrency"),),
     "rollout_tags": ((DeployConfig, "rollout_tags"),),
+    "deploy_mode": ((DeployConfig, "mode"),),
+    "channel_uri": ((DeployConfig, "channel_uri"),),
+    "channel_waves": ((DeployConfig, "channel_waves"),),
     "seed": (
         (FineTuneConfig, "seed"),  # first: its help text is the one shown
         (PreprocessConfig, "seed"),

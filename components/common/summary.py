@@ -171,13 +171,7 @@ def format_table(summary: dict[str, Any]) -> str:
         rows.extend(("", reason) for reason in gate.get("reasons", []))
     deploy = summary.get("deploy") or {}
     if deploy:
-        rows.append(
-            (
-                "deploy",
-                f"version {deploy.get('version')}: {deploy.get('succeeded')} ok, {deploy.get('failed')} failed, "
-                f"{deploy.get('rolled_back')} rolled back",
-            )
-        )
+        rows.append(("deploy", _deploy_line(deploy)))
     for name, seconds in (summary.get("component_seconds") or {}).items():
         rows.append((f"  {name}", f"{seconds:.1f} s"))
     for name, earlier in (summary.get("cached") or {}).items():
@@ -201,3 +195,19 @@ def _stage_line(metrics: dict[str, Any]) -> str:
     if metrics.get("mode", "qat") != "qat":
         parts.append(f"{metrics['mode']} ({metrics.get('fallback_reason') or 'some layers float'})")
     return ", ".join(parts)
+
+
+def _deploy_line(deploy: dict[str, Any]) -> str:
+    """Which way the release went (push or pull) and what it reached or published."""
+    channel = deploy.get("channel") or {}
+    if deploy.get("mode") == "pull" and channel:
+        return (
+            f"pull: published {deploy.get('version')} (sequence {deploy.get('sequence')}, "
+            f"{channel.get('size', 0):,} bytes) to {channel.get('uri')}; devices report under "
+            "its status/ (edgetune fleet status)"
+        )
+    stopped = f"; stopped at {deploy['stopped']}" if deploy.get("stopped") else ""
+    return (
+        f"push: version {deploy.get('version')}: {deploy.get('succeeded')} ok, "
+        f"{deploy.get('failed')} failed, {deploy.get('rolled_back')} rolled back{stopped}"
+    )

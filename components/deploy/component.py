@@ -28,21 +28,25 @@ def deploy(
     soak_s: float = 0.0,
     push_concurrency: int = 16,
     rollout_tags: str = "",
+    deploy_mode: str = "push",
+    channel_uri: str = "",
+    channel_waves: str = "100",
 ):
-    """Signs bundle-<version>.tar and pushes it to the fleet.
+    """Signs bundle-<version>.tar and pushes it to the fleet, or publishes it to a pull channel.
 
-    Fails (after reporting every device) unless every device serves it, and only then moves
-    the `champion` alias.
+    A push fails (after reporting every device) unless every device serves it, and only then
+    moves the `champion` alias; a publication reports the channel written.
     """
     import mlflow
 
     from edgetune.components.common import tracking
-    from edgetune.components.deploy import core, release
+    from edgetune.components.deploy import publish, release
     from edgetune.components.evaluate.core import Evaluation
     from edgetune.components.ingest.core import IngestReport
 
     with tracking.component_run("deploy", run_name, pipeline_run_id, tracking_uri, experiment):
-        tracking.log_params(fleet_file=fleet_file, smoke_samples=smoke_samples, timeout_s=timeout_s)
+        tracking.log_params(fleet_file=fleet_file, smoke_samples=smoke_samples, timeout_s=timeout_s,
+                            deploy_mode=deploy_mode, channel_uri=channel_uri)  # fmt: skip
         evaluated = Evaluation.read(evaluation.path)
         bundle_path = release.make_bundle(
             bundle.path, tflite_int8.path, data.path, evaluated, IngestReport.read(dataset.path).fingerprint,
@@ -51,8 +55,9 @@ def deploy(
         )  # fmt: skip
         mlflow.log_artifact(str(bundle_path), "bundle")
         tracking.tag_release(bundle_path)
-        report = core.rollout_to_fleet(
-            bundle_path, fleet_file, timeout_s=timeout_s, signing_key=signing_key,
+        report = publish.deliver(
+            bundle_path, mode=deploy_mode, fleet_file=fleet_file, signing_key=signing_key,
+            channel_uri=channel_uri, channel_waves=channel_waves, timeout_s=timeout_s,
             waves=rollout_waves, max_failure_fraction=max_failure_fraction, soak_s=soak_s,
             max_workers=push_concurrency, tags=rollout_tags,
         )  # fmt: skip

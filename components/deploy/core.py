@@ -22,10 +22,11 @@ from typing import Any, ClassVar
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgetune import files
 from edgetune.bundle import peek_manifest
+from edgetune.channel import parse_waves
 from edgetune.components.common.outputs import StepOutput
 from edgetune.components.deploy.device import (
     BUNDLE_CONTENT_TYPE,
@@ -89,6 +90,20 @@ class DeployConfig(StepConfig):
     rollout_tags: str = Field(
         "", description="deploy only to fleet devices carrying all these tags (comma-separated)"
     )
+    mode: str = Field(
+        "push",
+        description="push: to the fleet file's devices, wave by wave; pull: publish a signed "
+        "channel at channel_uri that devices poll (edgetune agent serve --pull)",
+    )
+    channel_uri: str = Field(
+        "", description="deploy_mode=pull: the channel, a folder or fsspec URI (s3://bucket/x)"
+    )
+    channel_waves: str = Field(
+        "100",
+        min_length=1,
+        description="deploy_mode=pull: PERCENT[@SECONDS] of devices (by id hash) allowed to "
+        "install, widening with time since publication, e.g. 10,50@600,100@1800",
+    )
 
     @field_validator("rollout_waves")
     @classmethod
@@ -97,6 +112,30 @@ class DeployConfig(StepConfig):
         if problem:
             raise ValueError(problem)
         return waves
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, mode: str) -> str:
+        if mode not in ("push", "pull"):
+            raise ValueError(f"deploy_mode {mode!r}; accepted: push or pull")
+        return mode
+
+    @field_validator("channel_waves")
+    @classmethod
+    def _channel_waves(cls, waves: str) -> str:
+        try:
+            parse_waves(waves, "channel_waves")
+        except EdgetuneError as e:
+            raise ValueError(str(e)) from None
+        return waves
+
+    @model_validator(mode="after")
+    def _channel_for_pull(self) -> DeployConfig:
+        if self.mode == "pull" and not self.channel_uri:
+            raise ValueError("deploy_mode=pull needs channel_uri (a folder or fsspec URI)")
+        if self.mode == "push" and self.channel_uri:
+            raise ValueError("channel_uri is set but deploy_mode is push; set deploy_mode=pull")
+        return self
 
 
 @dataclass(frozen=True)
@@ -115,6 +154,8 @@ class RolloutReport(StepOutput):
         sequence: the bundle's signed sequence.
         waves: per wave, its devices and failures, and whether it stopped the rollout.
         stopped: why the rollout stopped early, or None.
+        mode: `push` (to the devices above) or `pull` (published to a channel).
+        channel: with `pull`, the channel's URI and the signed channel manifest written.
     """
 
     FILE: ClassVar[str] = files.DEPLOY_REPORT
@@ -125,6 +166,8 @@ class RolloutReport(StepOutput):
     sequence: int = 0
     waves: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None
+    mode: str = "push"
+    channel: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> int:
@@ -152,6 +195,7 @@ class RolloutReport(StepOutput):
     def to_dict(self) -> dict[str, Any]:
         """The `deploy` section of summary.json."""
         return {
+            "mode": self.mode,
             "version": self.version,
             "model_sha256": self.model_sha256,
             "sequence": self.sequence,
@@ -162,6 +206,7 @@ class RolloutReport(StepOutput):
             "skipped": self.skipped,
             "waves": [dict(w) for w in self.waves],
             "stopped": self.stopped,
+            "channel": self.channel,
         }
 
     @classmethod
@@ -174,6 +219,8 @@ class RolloutReport(StepOutput):
             sequence=d.get("sequence", 0),
             waves=[dict(w) for w in d.get("waves", [])],
             stopped=d.get("stopped"),
+            mode=d.get("mode", "push"),
+            channel=d.get("channel"),
         )
 
     @property
@@ -218,8 +265,9 @@ class RolloutReport(StepOutput):
         return {"deploy": self.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
-        """The version rolled out and the number of devices."""
-        return {"version": self.version, "devices": len(self.devices)}
+        """The mode, the version rolled out and the number of devices (or the channel)."""
+        where = {"channel": self.channel["uri"]} if self.channel else {}
+        return {"mode": self.mode, "version": self.version, "devices": len(self.devices), **where}
 
 
 def rollout_to_fleet(

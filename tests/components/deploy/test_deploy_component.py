@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -14,12 +15,18 @@ from support import agents
 from support import models as support
 
 from edgetune import files
+from edgetune.agent.pull import PullConfig, Puller
+from edgetune.agent.service import Agent
+from edgetune.channel import read_channel
 from edgetune.components.common import tracking
+from edgetune.components.common.summary import format_table
 from edgetune.components.deploy.component import deploy
 from edgetune.components.deploy.core import RolloutReport
 from edgetune.components.evaluate.core import Evaluation
 from edgetune.components.ingest.core import IngestReport
 from edgetune.errors import EdgetuneError
+from edgetune.pipelines.params import step_configs
+from edgetune.signing import load_public_key
 
 INT8 = {"accuracy": 0.9, "size_bytes": 1, "gzip_bytes": 1, "latency_ms_p50": 0.1}
 
@@ -82,7 +89,7 @@ def test_every_device_serves_the_bundle_and_the_champion_moves_to_it(
     report = RolloutReport.read(artifacts["bundle"].path)
     assert [d["status"] for d in report.devices] == ["deployed", "deployed"]
     assert (Path(artifacts["bundle"].path) / f"bundle-v{version}.tar").is_file()
-    assert artifacts["bundle"].metadata == {"version": f"v{version}", "devices": 2}
+    assert artifacts["bundle"].metadata == {"mode": "push", "version": f"v{version}", "devices": 2}
     assert champion(tracking_uri) == version
     run = support.runs_of(tracking_uri, run_name)["deploy"]
     assert run.info.status == "FINISHED" and run.data.metrics["succeeded"] == 2
@@ -124,3 +131,41 @@ def test_no_signing_key_fails_before_any_device_is_contacted(
                            fleet_file=fleet_file(tmp_path, [agent.url]))  # fmt: skip
 
     assert httpx.get(f"{agent.url}/health").json()["version"] is None
+
+
+def test_pull_mode_publishes_a_signed_channel_an_agent_installs_from(
+    inputs, keys, tracking_uri, run_name, tmp_path
+):
+    artifacts, version = inputs
+    before = champion(tracking_uri)
+    uri = str(tmp_path / "channel")
+
+    deploy.python_func(**artifacts, run_name=run_name, tracking_uri=tracking_uri,
+                       signing_key=str(keys.private), deploy_mode="pull", channel_uri=uri,
+                       channel_waves="100")  # fmt: skip
+
+    report = RolloutReport.read(artifacts["bundle"].path)
+    published = read_channel(uri, load_public_key(keys.public))
+    assert (report.mode, report.devices, report.channel["uri"]) == ("pull", [], uri)
+    assert (published.version, published.sequence) == (f"v{version}", report.sequence)
+    assert published.model_sha256 == report.model_sha256 == report.channel["model_sha256"]
+    assert "pull: published" in format_table({"deploy": report.to_dict()})
+    assert champion(tracking_uri) == before  # no device has said it serves it yet
+    agent = Agent(tmp_path / "device", load_public_key(keys.public))
+    status = Puller(agent, PullConfig(uri, 1.0, "dev-1"), 1 << 26).poll_once()
+    assert (status["state"], status["model_sha256"]) == ("installed", report.model_sha256)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"deploy_mode": "pull"}, "deploy_mode=pull needs channel_uri"),
+        ({"deploy_mode": "drop"}, "deploy_mode 'drop'; accepted: push or pull"),
+        ({"channel_uri": "s3://b/x"}, "channel_uri is set but deploy_mode is push"),
+        ({"deploy_mode": "pull", "channel_uri": "s3://b/x", "channel_waves": "150"},
+         "channel_waves item '150'"),
+    ],
+)  # fmt: skip
+def test_deploy_mode_and_channel_are_checked_before_the_run(params, message):
+    with pytest.raises(EdgetuneError, match=re.escape(message)):
+        step_configs({"data_uri": "data", **params})

@@ -72,7 +72,7 @@ def test_the_deploy_report_round_trips_and_fills_the_summary_deploy_section(tmp_
     assert core.RolloutReport.read(tmp_path) == report
     assert report.summary_part() == {"deploy": report.to_dict()}
     assert report.metrics() == {"succeeded": 1, "failed": 1, "rolled_back": 0, "skipped": 0}
-    assert report.metadata() == {"version": "v7", "devices": 2}
+    assert report.metadata() == {"mode": "push", "version": "v7", "devices": 2}
 
 
 def test_smoke_samples_are_the_first_n_raw_images_of_the_test_split(data_dir):

@@ -125,9 +125,9 @@ def test_report_dict_has_the_summary_keys(start_agent, make_bundle, monkeypatch)
 
     report = rollout(make_bundle("4.2"), [device("dev", start_agent())]).to_dict()
 
-    assert set(report) == {"version", "model_sha256", "sequence", "devices", "succeeded",
-                           "failed", "rolled_back", "skipped", "waves", "stopped"}  # fmt: skip
-    assert report["version"] == "4.2"
+    assert set(report) == {"mode", "version", "model_sha256", "sequence", "devices", "succeeded",
+                           "failed", "rolled_back", "skipped", "waves", "stopped", "channel"}  # fmt: skip
+    assert (report["mode"], report["version"], report["channel"]) == ("push", "4.2", None)
     assert set(report["devices"][0]) == {
         "name", "url", "wave", "status", "reason", "seconds", "bytes_sent", "served_version",
         "served_sha256", "served_sequence", "before_version", "before_sha256",
