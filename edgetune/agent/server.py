@@ -9,9 +9,10 @@ Endpoints (JSON answers; errors as ``{"detail": "<one-line reason>"}``):
 - ``POST /rollback`` (token): body is a signed rollback order naming an installed version.
 - ``GET /health``: ``{status: ok|degraded|empty, version, previous, smoke, sequence,
   model_sha256, etag, error}``.
-- ``POST /predict``: body is a PNG, JPEG or BMP file sent as ``Content-Type: image/...``;
-  ``{label, index, scores, version}``. 400 not an image, 413 too many pixels or bytes,
-  415 other content types, 429 busy, 503 no model installed.
+- ``POST /predict``: body is a PNG, JPEG or BMP file sent as ``Content-Type: image/...``, or
+  a ``multipart/form-data`` form holding exactly one such file (the same byte limit applies
+  to the whole form); ``{label, index, scores, version}``. 400 not an image or a malformed
+  form, 413 too many pixels or bytes, 415 other content types, 429 busy, 503 no model installed.
 
 ``/predict`` and ``/health`` need no token unless ``--predict-token-file`` is given: they
 change nothing, and the agent binds to loopback unless told otherwise. Browsers' cross-site
@@ -37,6 +38,7 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from edgetune import __version__
+from edgetune.agent.forms import FORM_TYPE, FormImageType, FormRejected, image_from_form
 from edgetune.agent.limits import AgentLimits, ImageTooLarge, SameOriginOnly, check_image_size
 from edgetune.agent.pull import PullConfig, Puller
 from edgetune.agent.service import Agent, NoModel, PreconditionFailed
@@ -127,6 +129,7 @@ def create_app(
         async with predict_slots:
             data = await _read_body(request, limits.max_image_bytes, limits.body_timeout_s)
             try:
+                data = _image_of(request, data)
                 check_image_size(data, limits.max_pixels)
                 return await run_in_threadpool(agent.predict, data, limits.max_pixels)
             except ImageTooLarge as e:
@@ -135,6 +138,10 @@ def create_app(
                 raise HTTPException(503, str(e)) from None
             except ImageDecodeError as e:
                 raise HTTPException(413 if e.kind == "too many pixels" else 400, str(e)) from None
+            except FormImageType as e:
+                raise HTTPException(415, str(e)) from None
+            except FormRejected as e:
+                raise HTTPException(400, str(e)) from None
 
     return app
 
@@ -201,13 +208,25 @@ async def _change(method, payload, if_match: str | None) -> dict[str, Any]:
         raise
 
 
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _require_image_type(request: Request) -> None:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in IMAGE_TYPES:
+    kind = _content_type(request)
+    if kind not in (*IMAGE_TYPES, FORM_TYPE):
         raise HTTPException(
             415, f"Content-Type {kind or 'missing'!r}; send the image file as the body with "
-            "Content-Type image/png, image/jpeg or image/bmp",
+            "Content-Type image/png, image/jpeg or image/bmp, or as the one file of a "
+            "multipart/form-data form",
         )  # fmt: skip
+
+
+def _image_of(request: Request, body: bytes) -> bytes:
+    """The image bytes: the body itself, or the one file of a multipart form."""
+    if _content_type(request) == FORM_TYPE:
+        return image_from_form(body, request.headers["content-type"])
+    return body
 
 
 def _declared_too_large(request: Request, limit: int) -> None:

@@ -258,3 +258,29 @@ assert "tensorflow" not in sys.modules, "tensorflow was imported"
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_predict_takes_one_image_file_as_a_multipart_form_within_the_same_limits(
+    start_agent, make_bundle, smoke_set
+):
+    agent = start_agent(limits=AgentLimits(max_image_bytes=4096))
+    put(agent, make_bundle())
+    pixels, expected = smoke_set
+    image = support.png_bytes(pixels[0])
+
+    def form(files):
+        return httpx.post(f"{agent.url}/predict", files=files)
+
+    answer = form({"image": ("digit.png", image, "image/png")})
+    assert answer.status_code == 200 and answer.json()["index"] == expected[0]
+    two = form([("a", ("a.png", image, "image/png")), ("b", ("b.png", image, "image/png"))])
+    assert two.status_code == 400 and "more than one part" in two.json()["detail"]
+    text = form({"image": ("notes.txt", b"hello", "text/plain")})
+    assert text.status_code == 415
+    field = httpx.post(f"{agent.url}/predict", data={"a": "b"}, files={"f": ("x.png", image)})
+    assert field.status_code == 400  # a field besides the file
+    huge = form({"image": ("big.png", b"\0" * 5000, "image/png")})
+    assert huge.status_code == 413
+    broken = httpx.post(f"{agent.url}/predict", content=b"--x\r\njunk",
+                        headers={"Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
+    assert broken.status_code == 400

@@ -176,13 +176,24 @@ def test_pixel_limit_is_the_configured_one(start_agent, make_bundle):
         ({"Content-Type": "text/plain"}, 415),
         ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
         ({**PNG, "Origin": "http://evil.example"}, 403),
+        ({"Content-Type": "multipart/form-data; boundary=x", "Origin": "http://evil.example"}, 403),
         ({**PNG, "Sec-Fetch-Site": "cross-site"}, 403),
         ({**PNG, "Host": "evil.example"}, 403),
         ({**PNG, "Host": "evil.example:8470"}, 403),
         ({**PNG, "Host": "localhost:8470"}, 200),
         ({**PNG, "Origin": "https://app.local"}, 200),
     ],
-    ids=["text-plain", "form", "origin", "fetch-site", "host", "host-port", "localhost", "allowed"],
+    ids=[
+        "text-plain",
+        "form",
+        "origin",
+        "multipart-origin",
+        "fetch-site",
+        "host",
+        "host-port",
+        "localhost",
+        "allowed",
+    ],
 )
 def test_browser_style_and_cross_site_requests_are_refused(
     start_agent, make_bundle, smoke_set, headers, status
