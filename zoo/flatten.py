@@ -37,6 +37,8 @@ class Rebuilt:
     model: Any
     renamed: dict[str, str] = field(default_factory=dict)
     tensors_copied: int = 0
+    # Keras 3 (sub)models rebuilt from tf_keras.applications (zoo.applications), described.
+    applications: list[str] = field(default_factory=list)
 
 
 def snake_case(name: str) -> str:
@@ -73,7 +75,12 @@ def flatten_model(model: Any, source: str = "model") -> Rebuilt:
 
     flat = tf_keras.Model(image, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
     walker.copy_weights()
-    return Rebuilt(model=flat, renamed=walker.renamed, tensors_copied=walker.copied)
+    return Rebuilt(
+        model=flat,
+        renamed=walker.renamed,
+        tensors_copied=walker.copied,
+        applications=walker.applications,
+    )
 
 
 def _input_like(tensor: Any, walker: _Walker) -> Any:
@@ -95,9 +102,23 @@ class _Walker:
         self.used: set[str] = set()
         self.renamed: dict[str, str] = {}
         self.copied = 0
+        self.applications: list[str] = []
 
     def call_model(self, model: Any, inputs: list[Any]) -> list[Any]:
-        """Runs `model`'s graph on already rebuilt `inputs`; returns the rebuilt outputs."""
+        """Runs `model`'s graph on already rebuilt `inputs`; returns the rebuilt outputs.
+
+        A Keras 3 model with a layer that has no one-to-one tf_keras equivalent is first
+        replaced by the matching tf_keras.applications model (zoo.applications).
+        """
+        problem = "" if _is_tf_keras(model) else _first_unmapped(model, self.source)
+        if problem:
+            from edgetune.zoo import applications
+
+            built, described = applications.rebuild(model, self.source, problem)
+            self.applications.append(described)
+            # feature_layer may name a layer as the file spells it
+            self.renamed.update(applications.name_map(model, built))
+            model = built
         if _is_sequential(model):
             x = inputs[0]
             for layer in model.layers:
@@ -151,8 +172,6 @@ class _Walker:
         return self.layers[id(layer)][1](*args, **kwargs)
 
     def _clone(self, layer: Any) -> Any:
-        import tf_keras
-
         class_name = type(layer).__name__
         name = layer.name
         if name in self.used or is_automatic_name(name, class_name):
@@ -163,21 +182,16 @@ class _Walker:
         if _is_tf_keras(layer):
             config = {**layer.get_config(), "name": name}
             return type(layer).from_config(config)
-        cls = getattr(tf_keras.layers, class_name, None)
-        if cls is None:
-            raise EdgetuneError(
-                f"{self.source}: layer {layer.name!r} ({class_name}) has no tf_keras equivalent; "
-                "edgetune rebuilds Keras 3 models from standard Keras layers"
-            )
-        return cls.from_config(
-            {**keras3_config_for_tf_keras(layer.get_config(), cls), "name": name}
-        )
+        made, problem = tf_keras_layer(layer, name)
+        if made is None:
+            raise EdgetuneError(f"{self.source}: {problem}")
+        return made
 
     def copy_weights(self) -> None:
         """Copies every source weight to the rebuilt layer, by weight role; counts them."""
         for old, new in self.layers.values():
-            src = {_role(old, w): w for w in old.weights}
-            dst = {_role(new, w): w for w in new.weights}
+            src = {weight_role(old, w): w for w in old.weights}
+            dst = {weight_role(new, w): w for w in new.weights}
             for role, weight in src.items():
                 target = dst.pop(role, None)
                 where = f"{self.source}: tensor {old.name}/{role} {tuple(weight.shape)}"
@@ -185,12 +199,40 @@ class _Walker:
                     raise EdgetuneError(f"{where} has no counterpart in the rebuilt tf_keras layer")
                 if tuple(target.shape) != tuple(weight.shape):
                     raise EdgetuneError(f"{where} does not fit the rebuilt {tuple(target.shape)}")
-                target.assign(np.asarray(_value(weight)))
+                target.assign(np.asarray(weight_value(weight)))
                 self.copied += 1
             if dst:
                 raise EdgetuneError(
                     f"{self.source}: layer {old.name}: rebuilt weights {sorted(dst)} got no value"
                 )
+
+
+def tf_keras_layer(layer: Any, name: str) -> tuple[Any, str]:
+    """(the tf_keras twin of a Keras 3 layer, "") or (None, why there is none)."""
+    import tf_keras
+
+    class_name = type(layer).__name__
+    cls = getattr(tf_keras.layers, class_name, None)
+    if cls is None:
+        return None, f"layer {layer.name!r} ({class_name}) has no tf_keras equivalent"
+    try:
+        return cls.from_config(
+            {**keras3_config_for_tf_keras(layer.get_config(), cls), "name": name}
+        ), ""
+    except (TypeError, ValueError) as e:  # e.g. Activation("hard_silu"): unknown to tf_keras
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        return None, f"layer {layer.name!r} ({class_name}) does not map onto tf_keras ({first})"
+
+
+def _first_unmapped(model: Any, source: str) -> str:
+    """Why the first of a Keras 3 model's own layers has no tf_keras twin; "" when all do."""
+    for layer in model.layers:
+        if _is_model(layer) or _is_tf_keras(layer):
+            continue
+        made, problem = tf_keras_layer(layer, layer.name)
+        if made is None:
+            return problem
+    return ""
 
 
 def keras3_config_for_tf_keras(config: dict[str, Any], cls: type) -> dict[str, Any]:
@@ -210,13 +252,14 @@ def keras3_config_for_tf_keras(config: dict[str, Any], cls: type) -> dict[str, A
     return out
 
 
-def _role(layer: Any, weight: Any) -> str:
+def weight_role(layer: Any, weight: Any) -> str:
     """The weight's role in its layer (`kernel`, `moving_mean`), in tf_keras' vocabulary."""
     name = weight.name.split(":")[0].split("/")[-1]
     return ROLE_ALIASES.get((type(layer).__name__, name), name) if not _is_tf_keras(layer) else name
 
 
-def _value(weight: Any) -> Any:
+def weight_value(weight: Any) -> Any:
+    """A weight's array, from a tf_keras or a Keras 3 variable."""
     return weight.numpy() if hasattr(weight, "numpy") else weight.value
 
 

@@ -45,6 +45,9 @@ class LoadedModel:
     max_abs_diff: float  # rebuilt vs original outputs on random inputs
     tensors_copied: int
     renamed: dict[str, str]
+    # Keras 3 (sub)models rebuilt from tf_keras.applications because their layers do not
+    # map one to one (zoo.applications), e.g. "tf_keras.applications.MobileNetV3Small(...)".
+    applications: tuple[str, ...] = ()
 
     def report(self) -> dict[str, Any]:
         """The loading facts, JSON-ready (for selection.json and MLflow)."""
@@ -56,6 +59,7 @@ class LoadedModel:
             "max_abs_diff": self.max_abs_diff,
             "tensors_copied": self.tensors_copied,
             "layers_renamed": len(self.renamed),
+            "rebuilt_from": list(self.applications),
         }
 
 
@@ -140,6 +144,7 @@ def load_model_file(uri: str) -> LoadedModel:
         max_abs_diff=diff,
         tensors_copied=rebuilt.tensors_copied,
         renamed=rebuilt.renamed,
+        applications=tuple(rebuilt.applications),
     )
 
 

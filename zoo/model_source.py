@@ -70,6 +70,7 @@ def entry_for_model_file(
 def cut(loaded: LoadedModel, requested: str = "") -> tuple[Any, str, str]:
     """(backbone up to the feature layer, its name, why it was chosen)."""
     name = loaded.renamed.get(requested, requested)
+    name = loaded.renamed.get(name, name)  # renamed again when flattened (zoo.applications)
     layer, why = feature_layer.find_feature_layer(loaded.model, name, source=loaded.uri)
     return feature_layer.cut_at(loaded.model, layer), layer, why
 
