@@ -53,17 +53,6 @@ def load_yaml(path: str | os.PathLike) -> Any:
         ) from None
 
 
-def require(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    """d[key], checked for presence and type (kept for zoo/registry.py until it uses `validate`)."""
-    if not isinstance(d, dict) or key not in d:
-        raise EdgetuneError(f"{where}: missing field {key!r}")
-    value, kinds = d[key], kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise EdgetuneError(f"{where}: field {key!r}={value!r}; expected {names}")
-    return value
-
-
 @functools.cache
 def _adapter(kind: type) -> TypeAdapter:
     return TypeAdapter(kind)

@@ -8,11 +8,15 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from edgetune.config import load_yaml, packaged_file, require
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr
+from pydantic.dataclasses import dataclass
+
+from edgetune.config import STRICT, load_yaml, packaged_file, validate
 from edgetune.errors import EdgetuneError
 
 WEIGHT_SOURCES = ("package", "keras-imagenet", "uri", "model-file")
@@ -21,25 +25,67 @@ MODEL_FILE_ARCHITECTURE = "model-file"
 KERAS_CACHE = Path("~/.keras/models")
 
 
-@dataclass(frozen=True)
-class ZooEntry:
-    """One pretrained backbone the pipeline can start from. Fields as in zoo/registry.yaml."""
+def _input_shape(value: Any) -> Any:
+    if not (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)
+    ):
+        raise ValueError("expected [height, width, channels], three positive integers")
+    return tuple(value)
 
-    id: str
-    architecture: str
-    input_shape: tuple[int, int, int]
-    normalization: dict[str, float]
-    weights: dict[str, str]
-    params: int
-    macs: int
-    peak_activation_bytes: int
-    top1: float
-    arena_bytes: int = 0  # estimated TFLite Micro arena at int8 (zoo.costs); 0: unknown
-    arguments: dict[str, Any] = field(default_factory=dict)
-    unfreeze_top_layers: int = 10
-    domain: str = ""
-    description: str = ""
-    top1_source: str = ""
+
+def _normalization(value: dict[str, float]) -> dict[str, float]:
+    return {"scale": float(value.get("scale", 1.0)), "offset": float(value.get("offset", 0.0))}
+
+
+def _weights(value: dict[str, str]) -> dict[str, str]:
+    source = value.get("source")
+    if source not in WEIGHT_SOURCES:
+        raise ValueError(f"weights.source={source!r}; accepted: {', '.join(WEIGHT_SOURCES)}")
+    needed = {"package": "file", "keras-imagenet": "cache_file"}.get(source, "uri")
+    if not value.get(needed):
+        raise ValueError(f"weights.{needed} is missing; weights.source={source} needs it")
+    return value
+
+
+def _architecture(value: str) -> str:
+    # Refused when the zoo is read (up front), not 40 s into fine_tune.
+    if value not in ("digitnet", MODEL_FILE_ARCHITECTURE) and not re.fullmatch(
+        r"keras:[A-Z][A-Za-z0-9]+", value
+    ):
+        raise ValueError(f"accepted: digitnet, keras:<Application>, {MODEL_FILE_ARCHITECTURE}")
+    return value
+
+
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+@dataclass(frozen=True, config=STRICT)
+class ZooEntry:
+    """One pretrained backbone the pipeline can start from. Fields as in zoo/registry.yaml.
+
+    Validated on construction (pydantic): a missing, misspelt or malformed field is one
+    EdgetuneError line naming the file, the entry and the field (`from_dict`).
+    """
+
+    id: Annotated[StrictStr, Field(min_length=1)]
+    architecture: Annotated[StrictStr, AfterValidator(_architecture)]
+    input_shape: Annotated[tuple[int, int, int], BeforeValidator(_input_shape)]
+    normalization: Annotated[
+        dict[Literal["scale", "offset"], float], AfterValidator(_normalization)
+    ]
+    weights: Annotated[dict[StrictStr, StrictStr], AfterValidator(_weights)]
+    params: Count
+    macs: Count
+    peak_activation_bytes: Count
+    top1: Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
+    arena_bytes: Count = 0  # estimated TFLite Micro arena at int8 (zoo.costs); 0: unknown
+    arguments: dict[StrictStr, Any] = dataclass_field(default_factory=dict)
+    unfreeze_top_layers: Count = 10
+    domain: StrictStr = ""
+    description: StrictStr = ""
+    top1_source: StrictStr = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as a JSON-ready dict (the input shape as a list)."""
@@ -48,59 +94,10 @@ class ZooEntry:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "zoo entry") -> ZooEntry:
-        """The entry from one item of registry.yaml; a missing or malformed field raises, naming it."""
+    def from_dict(cls, d: Any, where: str = "zoo entry") -> ZooEntry:
+        """The entry from one item of registry.yaml; EdgetuneError names `where`, the id and the field."""
         where = f"{where} ({d.get('id', '?')})" if isinstance(d, dict) else where
-        shape = require(d, "input_shape", list, where)
-        if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
-            raise EdgetuneError(
-                f"{where}: field 'input_shape'={shape}; expected [height, width, channels]"
-            )
-        weights = require(d, "weights", dict, where)
-        if weights.get("source") not in WEIGHT_SOURCES:
-            raise EdgetuneError(
-                f"{where}: field 'weights.source'={weights.get('source')!r}; accepted: {', '.join(WEIGHT_SOURCES)}"
-            )
-        needed = {
-            "package": "file",
-            "keras-imagenet": "cache_file",
-            "uri": "uri",
-            "model-file": "uri",
-        }[weights["source"]]
-        if not weights.get(needed):
-            raise EdgetuneError(
-                f"{where}: field 'weights.{needed}' is missing; weights.source={weights['source']} needs it"
-            )
-        norm = require(d, "normalization", dict, where)
-        architecture = require(d, "architecture", str, where)
-        if architecture not in ("digitnet", MODEL_FILE_ARCHITECTURE) and not re.fullmatch(
-            r"keras:[A-Z][A-Za-z0-9]+", architecture
-        ):
-            # Refused when the zoo is read (up front), not 40 s into fine_tune.
-            raise EdgetuneError(
-                f"{where}: field 'architecture'={architecture!r}; accepted: digitnet, "
-                f"keras:<Application>, {MODEL_FILE_ARCHITECTURE}"
-            )
-        return cls(
-            id=require(d, "id", str, where),
-            architecture=architecture,
-            input_shape=(shape[0], shape[1], shape[2]),
-            normalization={
-                "scale": float(norm.get("scale", 1.0)),
-                "offset": float(norm.get("offset", 0.0)),
-            },
-            weights={k: str(v) for k, v in weights.items()},
-            params=require(d, "params", int, where),
-            macs=require(d, "macs", int, where),
-            peak_activation_bytes=require(d, "peak_activation_bytes", int, where),
-            top1=float(require(d, "top1", (int, float), where)),
-            arena_bytes=int(d.get("arena_bytes", 0)),
-            arguments=dict(d.get("arguments") or {}),
-            unfreeze_top_layers=int(d.get("unfreeze_top_layers", 10)),
-            domain=str(d.get("domain", "")),
-            description=str(d.get("description", "")),
-            top1_source=str(d.get("top1_source", "")),
-        )
+        return validate(cls, d, where)
 
 
 def load_zoo(path: str | os.PathLike | None = None) -> dict[str, ZooEntry]:
@@ -171,7 +168,7 @@ def build_backbone(entry: ZooEntry, pretrained: bool = True) -> Any:
         return build_from_file(entry, pretrained=pretrained)
     if entry.architecture == "digitnet":
         model = architectures.digitnet(entry.input_shape, **entry.arguments)
-    elif entry.architecture.startswith("keras:"):
+    else:  # keras:<Application>, the only other architecture a ZooEntry accepts
         weights = "imagenet" if pretrained and entry.weights["source"] == "keras-imagenet" else None
         model = architectures.keras_application(
             entry.architecture.removeprefix("keras:"), entry.input_shape, weights, **entry.arguments
@@ -179,10 +176,6 @@ def build_backbone(entry: ZooEntry, pretrained: bool = True) -> Any:
         # Unique, non-automatic layer names (`tf.math.multiply_3` in MobileNetV3): tfmot's
         # QAT rewrite collides with automatic names.
         model = flatten_model(model, source=entry.id).model
-    else:
-        raise EdgetuneError(
-            f"zoo entry {entry.id}: architecture {entry.architecture!r}; accepted: digitnet, keras:<Application>, {MODEL_FILE_ARCHITECTURE}"
-        )
     if pretrained and entry.weights["source"] in ("package", "uri"):
         problem = weights_problem(entry)
         if problem:

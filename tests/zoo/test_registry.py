@@ -51,10 +51,12 @@ def test_packaged_zoo_loads_every_entry_and_entries_round_trip():
     [
         ({"input_shape": [16, 16]}, r"\(m\): field 'input_shape'=\[16, 16\]"),
         ({"input_shape": [16, 0, 1]}, "expected \\[height, width, channels\\]"),
-        ({"weights": {"source": "s3"}}, "'weights.source'='s3'; accepted: package, keras-imagenet"),
-        ({"top1": "high"}, "field 'top1'='high'; expected int or float"),
-        ({"params": None}, "field 'params'=None; expected int"),
+        ({"weights": {"source": "s3"}}, "weights.source='s3'; accepted: package, keras-imagenet"),
+        ({"top1": "high"}, "field 'top1'='high'; must be a valid number"),
+        ({"params": None}, "field 'params'=None; must be a valid integer"),
         ({"architecture": "resnet"}, "field 'architecture'='resnet'; accepted: digitnet, keras:"),
+        ({"feature_layr": "x"}, "unknown field 'feature_layr'; accepted: id, architecture"),
+        ({"macs": -1}, "field 'macs'=-1; must be greater than or equal to 0"),
     ],
 )
 def test_bad_entries_are_reported_with_file_index_id_and_field(tmp_path, change, message):
@@ -144,10 +146,13 @@ def test_build_backbone_loads_uri_weights_and_pretrained_false_does_not(tmp_path
     assert scratch.output_shape == source.output_shape
 
 
-def test_build_backbone_names_the_entry_when_weights_are_missing_or_the_architecture_unknown(
-    tmp_path,
-):
+def test_build_backbone_names_the_entry_when_weights_are_missing(tmp_path):
     with pytest.raises(EdgetuneError, match="zoo entry tiny: weights not found at"):
         build_backbone(support.tiny_entry(str(tmp_path / "gone.h5")))
-    with pytest.raises(EdgetuneError, match="architecture 'resnet'; accepted: digitnet"):
-        build_backbone(support.tiny_entry("", architecture="resnet"))
+
+
+def test_an_entry_is_validated_however_it_is_made():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="accepted: digitnet"):
+        support.tiny_entry("", architecture="resnet")
