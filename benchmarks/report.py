@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data_scale
+from benchmarks import data_scale, fleet_rollout
 from benchmarks.common import REPO, RESULTS_DIR
 
 README = REPO / "benchmarks" / "README.md"
@@ -30,6 +30,7 @@ SECTIONS = (
     "byom",
     "data_scale",
     "search",
+    "fleet_rollout",
 )
 TITLES = {
     "compression": "1. Compression paths (one fine-tuned float model, measured in LiteRT)",
@@ -40,6 +41,7 @@ TITLES = {
     "byom": "6. Bring your own model (third-party files from the package index, on the digits)",
     "data_scale": "7. Data at scale (ingest + preprocess, training input, peak RSS)",
     "search": "8. Compression search (candidates on the shipped file, the rule's choice, distillation)",
+    "fleet_rollout": "9. Fleet rollout (staged push to 1-200 agents, 200-agent pull channel, a bad model, agent RSS)",
 }
 
 
@@ -562,6 +564,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         "byom": byom_lines,
         "data_scale": data_scale.report_lines,
         "search": search_lines,
+        "fleet_rollout": fleet_rollout.report_lines,
     }
     for name in SECTIONS:
         lines.append(f"### {TITLES[name]}")

@@ -24,6 +24,7 @@ from benchmarks import (
     compression,
     data_scale,
     fanout,
+    fleet_rollout,
     input_pipeline,
     machine,
     pipeline_time,
@@ -42,6 +43,7 @@ SECTIONS = (
     "byom",
     "data_scale",
     "search",
+    "fleet_rollout",
     "pipeline_time",
 )
 SCHEMA = 1
@@ -59,6 +61,12 @@ def _section(name: str, work: Path, done: dict[str, Any]) -> dict[str, Any]:
         if "compression" in done and shipped.is_file():
             return fanout.run(target, model=shipped, data_dir=work / "compression" / "data")
         return fanout.run(target)
+    if name == "fleet_rollout":
+        data = work / "compression" / "data"
+        shipped = work / "compression" / "tflite" / f"{compression.EDGETUNE}.tflite"
+        if "compression" in done and shipped.is_file():
+            return fleet_rollout.run(target, model=shipped, data_dir=data)
+        return fleet_rollout.run(target)
     if name == "pretraining":
         return pretraining.compare("default", pretraining.SEEDS)
     if name == "byom":
