@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--pull", default=None)
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)  # 200 pull loops waiting for their wave: not news
     key, token = load_public_key(args.trusted_key), read_token(args.token_file)
     if args.pull:
         count_pull_traffic()

@@ -53,10 +53,10 @@ PUSH_WAVES = "1,10%,50%,100%"
 PULL_INTERVAL_S = 5.0
 
 
-def ever_served(state_dirs: list[Path], version: str) -> int:
-    """How many agents ever installed `version` (their state.json keeps every version's hash)."""
-    return sum(version in files.read_json(d / "state.json").get("history", {})
-               for d in state_dirs if (d / "state.json").exists())  # fmt: skip
+def ever_served(state_dirs: list[Path], version: str) -> list[str]:
+    """The agents (folder names) that ever installed `version`: state.json keeps them all."""
+    return [d.name for d in state_dirs if (d / "state.json").exists()
+            and version in files.read_json(d / "state.json").get("history", {})]  # fmt: skip
 
 
 def release_bundle(model: Path, data_dir: Path, key: Path, version: str, out: Path, *,
@@ -111,15 +111,20 @@ def push_rollout(
                       for w in report.waves], "stopped": report.stopped}  # fmt: skip
 
 
-def wait_statuses(uri: Path, n: int, done, timeout_s: float) -> tuple[list[float], float]:
-    """Seconds until each status file satisfies `done`; polls every 0.2 s up to `timeout_s`."""
-    start, seen = time.perf_counter(), {}
-    while len(seen) < n and time.perf_counter() - start < timeout_s:
+def wait_statuses(uri: Path, n: int, done, since: float, timeout_s: float) -> list[float]:
+    """Until `n` status files satisfy `done` (or `timeout_s`): when each was written.
+
+    Seconds after the wall-clock time `since`, from the `time` each device wrote into its
+    status (same clock: one machine), so the watcher's own polling adds nothing.
+    """
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < n and time.monotonic() < deadline:
         for status in channel.read_statuses(str(uri)):
             if status.get("device") not in seen and done(status):
-                seen[status["device"]] = time.perf_counter() - start
+                seen[status["device"]] = status["time"] - since
         time.sleep(0.2)
-    return sorted(seen.values()), time.perf_counter() - start
+    return sorted(seen.values())
 
 
 def push_section(work: Path, bundles, sizes, public: Path, private: Path, token: Path, log) -> dict:
@@ -137,8 +142,11 @@ def push_section(work: Path, bundles, sizes, public: Path, private: Path, token:
         out["host_rss_mib"] = hosts.rss_mib()
         bad = bundles("push-bad", model="ab"[len(sizes) % 2], bad=True)
         result = push_rollout(bad, devices, private, max_failure_fraction=0.0)
-        result["devices_ever_served_bad"] = ever_served(hosts.state_dirs, "push-bad")
-        result["wave_1_devices"] = result["waves"][0]["devices"]
+        served = ever_served(hosts.state_dirs, "push-bad")
+        wave_1 = {d.name for d in devices[: result["waves"][0]["devices"]]}
+        result["devices_ever_served_bad"] = len(served)
+        result["served_bad_outside_wave_1"] = len(set(served) - wave_1)
+        result["wave_1_devices"] = len(wave_1)
         out["bad_model"] = result
         log(f"bad model pushed to {len(devices)}: stopped={result['stopped']}; "
             f"{result['devices_ever_served_bad']} devices ever served it")  # fmt: skip
@@ -156,12 +164,12 @@ def pull_section(
     log(f"{n} pulling agents up; host RSS {hosts.rss_mib()} MiB")
     try:
         good = bundles("pull-good")
-        start = time.perf_counter()
+        start = time.time()
         doc = channel.publish(good, str(uri), private)
-        times, _ = wait_statuses(uri, n, lambda s: s.get("sha256") == doc["sha256"], 300)
+        times = wait_statuses(uri, n, lambda s: s.get("sha256") == doc["sha256"], start, 300)
         out = {"agents": n, "interval_s": PULL_INTERVAL_S, "bundle_bytes": doc["size"],
                "good": {**_quantiles(times, n), "served": len(times),
-                        "publish_to_last_seconds": time.perf_counter() - start}}  # fmt: skip
+                        "publish_seconds": doc["published"] - start}}  # fmt: skip
         log(f"pull good: 95 % at {out['good']['seconds_to_95pct']}, 100 % at "
             f"{out['good']['seconds_to_100pct']}")  # fmt: skip
         out["bad_model"] = _pull_bad(uri, bundles, hosts, n, private, log)
@@ -175,22 +183,25 @@ def _pull_bad(uri: Path, bundles, hosts: Hosts, n: int, private: Path, log) -> d
     bad = bundles("pull-bad", model="b", bad=True)
     bad_sha = open_bundle(bad, private.parent / "signing.pub").model_sha256
     waves = (channel.Wave(5), channel.Wave(100, 60))
-    start = time.perf_counter()
+    start = time.time()
     channel.publish(bad, str(uri), private, waves=waves)
-    degraded, _ = wait_statuses(
-        uri, 1, lambda s: s.get("model_sha256") == bad_sha and s.get("health") == "degraded", 120
-    )
-    halt = time.perf_counter() - start
+    degraded = wait_statuses(
+        uri, 1, lambda s: s.get("model_sha256") == bad_sha and s.get("health") == "degraded",
+        start, 120,
+    )  # fmt: skip
     # The operator's answer: the good model again, signed with a new sequence.
+    halt = time.time()
     fixed = channel.publish(bundles("pull-good", resign=True), str(uri), private)
-    back, _ = wait_statuses(uri, n, lambda s: s.get("sha256") == fixed["sha256"], 300)
-    wave_1 = sum(channel.device_bucket(d.name) < 5 for d in hosts.devices)
-    result = {"waves": "5 % at once, 100 % after 60 s", "wave_1_devices": wave_1,
+    back = wait_statuses(uri, n, lambda s: s.get("sha256") == fixed["sha256"], halt, 300)
+    wave_1 = {d.name for d in hosts.devices if channel.device_bucket(d.name) < waves[0].percent}
+    served = ever_served(hosts.state_dirs, "pull-bad")
+    result = {"waves": "5 % at once, 100 % after 60 s", "wave_1_devices": len(wave_1),
               "first_degraded_report_seconds": degraded[0] if degraded else None,
-              "halted_at_seconds": halt, "devices_ever_served_bad": ever_served(hosts.state_dirs, "pull-bad"),
+              "halted_at_seconds": halt - start, "devices_ever_served_bad": len(served),
+              "served_bad_outside_wave_1": len(set(served) - wave_1),
               "all_back_on_good_seconds": (back[-1] if len(back) == n else None)}  # fmt: skip
-    log(f"pull bad: halted at {halt:.1f} s; {result['devices_ever_served_bad']} devices ever "
-        f"served it (wave 1: {wave_1})")  # fmt: skip
+    log(f"pull bad: halted at {halt - start:.1f} s; {len(served)} devices ever served it "
+        f"(wave 1: {len(wave_1)})")  # fmt: skip
     return result
 
 
@@ -294,7 +305,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         "",
         f"The bad model (every smoke answer wrong, so the device's smoke test fails) stopped "
         f"the push at: {bad['stopped']}. Devices that ever served it (their own `state.json` "
-        f"history): **{bad['devices_ever_served_bad']}** (wave 1: {bad['wave_1_devices']}).",
+        f"history): **{bad['devices_ever_served_bad']}** (wave 1: {bad['wave_1_devices']}; "
+        f"outside wave 1: {bad['served_bad_outside_wave_1']}).",
         "",
         f"Pull: {pull['agents']} agents polling a channel folder every {pull['interval_s']:g} s "
         f"(jittered ±50 %): 95 % served the new bundle {s(good['seconds_to_95pct'])} after "
@@ -310,7 +322,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         f"status: first report {s(pbad['first_degraded_report_seconds'])}, halted at "
         f"{s(pbad['halted_at_seconds'])}; devices that ever served it: "
         f"**{pbad['devices_ever_served_bad']}** (wave 1 by device-id hash: "
-        f"{pbad['wave_1_devices']}); all back on the good model {s(pbad['all_back_on_good_seconds'])} "
+        f"{pbad['wave_1_devices']}; outside wave 1: {pbad['served_bad_outside_wave_1']}); all back on the good model {s(pbad['all_back_on_good_seconds'])} "
         "after the re-publication.",
         "",
         f"One `edgetune agent serve` process: {rss['started_mib']:.0f} MiB RSS at start, "
