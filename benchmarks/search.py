@@ -77,7 +77,7 @@ def candidates(data_dir: Path, preset: dict, work: Path, log: Progress) -> dict[
     for spec in SPACE:
         t0 = time.perf_counter()
         model = branch.student_model(spec, teacher, logits, data_dir, device, DistillSettings())
-        path = branch.compress(spec, model, data_dir, representative, work / spec.name,
+        path, _ = branch.compress(spec, model, data_dir, representative, work / spec.name,
                                prune_config=prune_config, qat_config=qat_config)  # fmt: skip
         built[spec.name] = {**spec.to_dict(), "file": path,
                             "branch_seconds": time.perf_counter() - t0}  # fmt: skip

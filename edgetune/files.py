@@ -33,6 +33,9 @@ TRAIN_REPORT = "train_report.json"
 # convert
 TFLITE_MODEL = "model.tflite"
 CONVERT_REPORT = "convert_report.json"
+CANDIDATE = "candidate.json"
+SEARCH_REPORT = "search.json"
+PARETO_PNG = "pareto.png"
 # evaluate
 EVALUATION = "evaluation.json"
 CONFUSION_PNG = "confusion_{stage}.png"

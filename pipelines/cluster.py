@@ -59,12 +59,14 @@ CACHED_STEPS = (
     "select_model",
     "preprocess",
     "fine_tune",
-    "prune",
-    "qat",
+    "search_space",
+    "candidate",
     "convert",
     "evaluate",
 )
-TRAINING_STEPS = ("fine_tune", "prune", "qat")
+TRAINING_STEPS = ("fine_tune", "candidate")
+# choose asks the registry which model serves now (the champion), so it runs every time.
+UNCACHED_STEPS = ("choose", "deploy", "finalize")
 # Steps that read a file a run parameter names (devices/zoo: select_model; fleet: deploy).
 CONFIG_READERS = ("select_model", "deploy")
 
@@ -83,7 +85,7 @@ class Resources(StepConfig):
 
 
 class Accelerator(StepConfig):
-    """An accelerator for the training steps (fine_tune, prune, qat)."""
+    """An accelerator for the training steps (fine_tune, the search's candidates)."""
 
     step: ClassVar[str] = "accelerator"
 
@@ -127,7 +129,8 @@ class ClusterSettings(StepConfig):
         description="per step (ingest, fine_tune, ...) or `default`: requests and limits",
     )
     accelerator: Accelerator = Field(
-        default_factory=Accelerator, description="an accelerator for fine_tune, prune and qat"
+        default_factory=Accelerator,
+        description="an accelerator for fine_tune and the search's candidates",
     )
     retries: dict[str, Annotated[int, Field(ge=0, le=10)]] = Field(
         default_factory=lambda: {"ingest": 3, "deploy": 2},
@@ -163,11 +166,11 @@ def load_settings(path: str | Path | None) -> ClusterSettings:
         else:
             merged[name] = value
     unknown = set(merged.get("resources", {})) | set(merged.get("retries", {}))
-    unknown -= {*CACHED_STEPS, "deploy", "finalize", "default"}
+    unknown -= {*CACHED_STEPS, *UNCACHED_STEPS, "default"}
     if unknown:
         raise EdgetuneError(
             f"{path}: unknown step {sorted(unknown)[0]!r}; accepted: default, "
-            + ", ".join((*CACHED_STEPS, "deploy", "finalize"))
+            + ", ".join((*CACHED_STEPS, *UNCACHED_STEPS))
         )
     try:
         return ClusterSettings(**merged)

@@ -1,12 +1,17 @@
 """The edgetune DAG. It only wires: names tasks, passes outputs, sets the gate.
 
-    ingest ──────┐
-                 ├─► preprocess ─► fine_tune ─► prune ─► qat ─► convert ─► evaluate ─► [blessed] deploy
-    select_model ┘
+    ingest ──────┐                                  ┌─► candidate ─┐
+                 ├─► preprocess ─► fine_tune ─► search_space ─► ... (ParallelFor) ├─► choose ─► convert ─► evaluate ─► [blessed] deploy
+    select_model ┘                                  └─► candidate ─┘ (Collected)
     (finalize runs last, whatever happened: summary.json, parent MLflow run closed)
 
 select_model needs only the device profile and the zoo, so it runs beside ingest, and
-preprocess can then size the data for the chosen model's input.
+preprocess can then size the data for the chosen model's input. The compression search:
+search_space lists the candidates of the declared space (the fixed recipe when it is off),
+each candidate is a branch of a `dsl.ParallelFor` (distil / prune / quantize, measured on its
+file), and choose takes them all (`dsl.Collected`) and picks by the rule; its file is what
+convert exports for firmware, evaluate gates and deploy ships. kfp.local runs the same loop,
+the branches one after another.
 
 Caching: the steps up to evaluate are cached on what they compute from (data_version, the
 parameters, code_version); the run's identity (name, job id, tracking URI, experiment) is not
@@ -25,8 +30,7 @@ from edgetune.components.finalize.component import finalize
 from edgetune.components.fine_tune.component import fine_tune
 from edgetune.components.ingest.component import ingest
 from edgetune.components.preprocess.component import preprocess
-from edgetune.components.prune.component import prune
-from edgetune.components.qat.component import qat
+from edgetune.components.search.component import candidate, choose, search_space
 from edgetune.components.select_model.component import select_model
 from edgetune.pipelines.cluster import CACHED_STEPS, ClusterSettings, wire
 from edgetune.pipelines.parameters import D
@@ -84,6 +88,14 @@ def build_pipeline(cluster: ClusterSettings | None = None):
         qat_epochs: int = D.qat_epochs,
         qat_learning_rate: float = D.qat_learning_rate,
         representative_samples: int = D.representative_samples,
+        search_enabled: bool = D.search_enabled,
+        search_sparsity: list = D.search_sparsity,
+        search_quantization: list = D.search_quantization,
+        search_students: list = D.search_students,
+        distill_alpha: float = D.distill_alpha,
+        distill_temperature: float = D.distill_temperature,
+        distill_epochs: int = D.distill_epochs,
+        champion_margin_points: float = D.champion_margin_points,
         min_accuracy: float = D.min_accuracy,
         max_drop_points: float = D.max_drop_points,
         latency_runs: int = D.latency_runs,
@@ -161,31 +173,50 @@ def build_pipeline(cluster: ClusterSettings | None = None):
                 **code,
             )
             _step(tuned, "fine_tune", cluster)
-            pruned = prune(
+            planned = search_space(
                 data=ready,
                 float_model=tuned.outputs["model"],
+                selection=chosen.outputs["selection"],
+                enabled=search_enabled,
+                sparsity=search_sparsity,
+                quantization=search_quantization,
+                students=search_students,
                 target_sparsity=target_sparsity,
-                epochs=prune_epochs,
-                learning_rate=prune_learning_rate,
-                batch_size=batch_size,
-                seed=seed,
                 **code,
             )
-            _step(pruned, "prune", cluster)
-            quantized = qat(
+            _step(planned, "search_space", cluster)
+            with dsl.ParallelFor(planned.outputs["Output"], name="candidates") as spec:
+                branch = candidate(
+                    spec=spec,
+                    data=ready,
+                    float_model=tuned.outputs["model"],
+                    selection=chosen.outputs["selection"],
+                    space=planned.outputs["space"],
+                    prune_epochs=prune_epochs,
+                    prune_learning_rate=prune_learning_rate,
+                    qat_epochs=qat_epochs,
+                    qat_learning_rate=qat_learning_rate,
+                    batch_size=batch_size,
+                    representative_samples=representative_samples,
+                    distill_alpha=distill_alpha,
+                    distill_temperature=distill_temperature,
+                    distill_epochs=distill_epochs,
+                    seed=seed,
+                    **code,
+                )
+                _step(branch, "candidate", cluster)
+            picked = choose(
                 data=ready,
-                pruned_model=pruned.outputs["model"],
-                epochs=qat_epochs,
-                learning_rate=qat_learning_rate,
-                batch_size=batch_size,
-                seed=seed,
-                **code,
+                selection=chosen.outputs["selection"],
+                candidates=dsl.Collected(branch.outputs["model"]),
+                max_drop_points=max_drop_points,
+                champion_margin_points=champion_margin_points,
             )
-            _step(quantized, "qat", cluster)
+            _step(picked, "choose", cluster)
             converted = convert(
                 data=ready,
                 float_model=tuned.outputs["model"],
-                qat_model=quantized.outputs["model"],
+                int8_model=picked.outputs["chosen"],
                 representative_samples=representative_samples,
                 seed=seed,
                 **code,
@@ -195,10 +226,9 @@ def build_pipeline(cluster: ClusterSettings | None = None):
                 data=ready,
                 selection=chosen.outputs["selection"],
                 float_model=tuned.outputs["model"],
-                pruned_model=pruned.outputs["model"],
-                qat_model=quantized.outputs["model"],
                 tflite_float=converted.outputs["tflite_float"],
                 tflite_int8=converted.outputs["tflite_int8"],
+                search=picked.outputs["report"],
                 min_accuracy=min_accuracy,
                 max_drop_points=max_drop_points,
                 latency_runs=latency_runs,

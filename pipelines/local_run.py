@@ -143,6 +143,8 @@ def collect_summary(
         p.parent.parent.name + "/" + p.parent.name: str(p)
         for p in sorted((out / "kfp").glob("*/*/*/*.tflite"))
     }
+    for plot in sorted((out / "kfp").glob(f"*/choose/*/{files.PARETO_PNG}"))[-1:]:
+        files.write_bytes(out / files.PARETO_PNG, plot.read_bytes())  # the search's picture
     files.write_json(out / files.SUMMARY, result)
     client.log_artifact(parent.info.run_id, str(out / files.SUMMARY))
     return result

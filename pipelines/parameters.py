@@ -34,6 +34,7 @@ from edgetune.components.ingest.core import IngestConfig
 from edgetune.components.preprocess.core import PreprocessConfig
 from edgetune.components.prune.core import PruneConfig
 from edgetune.components.qat.core import QatConfig
+from edgetune.components.search.core import SearchConfig
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import (
     StepConfig,
@@ -152,6 +153,14 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "qat_epochs": ((QatConfig, "epochs"),),
     "qat_learning_rate": ((QatConfig, "learning_rate"),),
     "representative_samples": ((ConvertConfig, "representative_samples"),),
+    "search_enabled": ((SearchConfig, "enabled"),),
+    "search_sparsity": ((SearchConfig, "sparsity"),),
+    "search_quantization": ((SearchConfig, "quantization"),),
+    "search_students": ((SearchConfig, "students"),),
+    "distill_alpha": ((SearchConfig, "distill_alpha"),),
+    "distill_temperature": ((SearchConfig, "distill_temperature"),),
+    "distill_epochs": ((SearchConfig, "distill_epochs"),),
+    "champion_margin_points": ((SearchConfig, "champion_margin_points"),),
     "min_accuracy": ((GatePolicy, "min_accuracy"),),
     "max_drop_points": ((GatePolicy, "max_drop_points"),),
     "latency_runs": ((EvaluateConfig, "latency_runs"),),

@@ -20,8 +20,8 @@ COMPONENTS = (
     "select_model",
     "preprocess",
     "fine_tune",
-    "prune",
-    "qat",
+    "search_space",
+    "choose",
     "convert",
     "evaluate",
     "deploy",
@@ -38,6 +38,8 @@ TOP_KEYS = (
     "stages",
     "gate",
     "deploy",
+    "candidates",
+    "chosen",
 )
 
 
@@ -78,6 +80,8 @@ def build_summary(experiment_id: str, parent: Any, status: str = "") -> dict[str
         "stages": {stage: {} for stage in STAGES},
         "gate": {},
         "deploy": {},
+        "candidates": [],
+        "chosen": None,
         "errors": {},
     }
     children = child_runs(experiment_id, parent.info.run_id)

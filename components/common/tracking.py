@@ -471,6 +471,30 @@ def set_model_alias(
     mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
 
 
+def champion_model(
+    dst: str | os.PathLike, *, name: str = REGISTERED_MODEL, alias: str = "champion"
+) -> tuple[str, dict[str, str], Path | None] | None:
+    """The version the `champion` alias points at: its number, tags and .tflite (in `dst`).
+
+    None when no version is the champion (a first run, or none rolled out yet).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version.version}", dst_path=str(dst)
+        )
+        tflite = next(iter(sorted(Path(local).rglob("*.tflite"))), None)
+    except mlflow.exceptions.MlflowException:  # its files are gone: compared by tags only
+        tflite = None
+    return str(version.version), dict(version.tags), tflite
+
+
 def record(output: StepOutput, artifact: Any = None, *, folder: str = "") -> None:
     """Logs a step's typed output in the active run; shows its metadata on the KFP artifact.
 

@@ -9,7 +9,7 @@ from edgetune.images import COMPONENT_IMAGE
 def convert(
     data: dsl.Input[dsl.Dataset],
     float_model: dsl.Input[dsl.Model],
-    qat_model: dsl.Input[dsl.Model],
+    int8_model: dsl.Input[dsl.Model],
     tflite_float: dsl.Output[dsl.Model],
     tflite_int8: dsl.Output[dsl.Model],
     run_name: str = "",
@@ -20,7 +20,7 @@ def convert(
     representative_samples: int = 200,
     seed: int = 0,
 ):
-    """Writes model.tflite into each output, the int8 one also as firmware C source.
+    """The float32 baseline, and the search's chosen int8 file, also as firmware C source.
 
     The split model (extractor.tflite, head.npz) goes beside the int8 file and to MLflow.
 
@@ -36,7 +36,7 @@ def convert(
         config = training.config_from(core.ConvertConfig, locals())
         tracking.log_params(config)
         outs = {"tflite_float": tflite_float, "tflite_int8": tflite_int8}
-        report = core.convert_artifacts(data.path, float_model.path, qat_model.path,
+        report = core.convert_artifacts(data.path, float_model.path, int8_model.path,
                                         tflite_float.path, tflite_int8.path, config)  # fmt: skip
         report.write(tflite_int8.path)
         tracking.record(report)

@@ -143,10 +143,21 @@ def convert(
     Raises:
         EdgetuneError: a file does not load in LiteRT.
     """
-    files.write_bytes(float_out, to_float_tflite(float_model))
     files.write_bytes(int8_out, to_int8_tflite(qat_model, representative))
-    float_check = check_tflite(float_out, representative[:1])
-    int8_check = check_tflite(int8_out, representative[:1])
+    return convert_float_beside(float_model, representative[:1], float_out, int8_out)
+
+
+def convert_float_beside(
+    float_model: Any, sample: np.ndarray, float_out: str | os.PathLike, int8_out: str | os.PathLike
+) -> dict[str, Any]:
+    """Writes the float32 baseline and checks it and the int8 file already at `int8_out`.
+
+    Returns:
+        What `convert` returns.
+    """
+    files.write_bytes(float_out, to_float_tflite(float_model))
+    float_check = check_tflite(float_out, sample)
+    int8_check = check_tflite(int8_out, sample)
     problem = full_integer_problem(int8_out)
     arena_bytes, arena_source = measure_arena(int8_out)
     return {
@@ -171,22 +182,23 @@ def representative_set(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
 def convert_artifacts(
     data_dir: str | os.PathLike,
     float_dir: str | os.PathLike,
-    qat_dir: str | os.PathLike,
+    int8_dir: str | os.PathLike,
     float_out_dir: str | os.PathLike,
     int8_out_dir: str | os.PathLike,
     config: ConvertConfig,
 ) -> ConvertReport:
-    """`convert` on the folders the earlier steps wrote; model.tflite into each output folder.
+    """The float baseline of fine_tune's model, beside the int8 file the search chose.
 
     Args:
-        data_dir: preprocess's output; its training split calibrates the int8 ranges.
+        data_dir: preprocess's output; a training image checks both files in LiteRT.
         float_dir: fine_tune's model folder.
-        qat_dir: qat's model folder.
+        int8_dir: the search's chosen folder (its model.tflite is what ships).
         float_out_dir: where the float32 model.tflite goes (created).
-        int8_out_dir: where the int8 model.tflite goes (created), with the split model
-            (extractor.tflite, head.npz) beside it.
-        config: how many training images calibrate (`representative_samples`), drawn
-            with `seed`.
+        int8_out_dir: where the int8 model.tflite goes (created), a copy of the chosen one,
+            with the split model (extractor.tflite, head.npz) beside it when the chosen
+            folder holds the Keras model the file was converted from.
+        config: which training images check the files and calibrate the split's extractor
+            (`representative_samples`, drawn with `seed`).
 
     Returns:
         The report, typed: `ConvertReport`.
@@ -196,15 +208,16 @@ def convert_artifacts(
     from edgetune.components.qat.core import load_qat_model
 
     x_train, _ = training.load_split(data_dir, "train")
-    qat_model = load_qat_model(Path(qat_dir) / files.KERAS_MODEL)
+    int8_out = files.artifact_dir(int8_out_dir) / files.TFLITE_MODEL
+    files.write_bytes(int8_out, (Path(int8_dir) / files.TFLITE_MODEL).read_bytes())
     representative = representative_set(x_train, config.representative_samples, config.seed)
-    report = convert(
-        training.load_model_artifact(float_dir),
-        qat_model,
-        representative,
-        files.artifact_dir(float_out_dir) / files.TFLITE_MODEL,
-        files.artifact_dir(int8_out_dir) / files.TFLITE_MODEL,
-    )
-    # The split model (extractor + head) beside the int8 file: what a device personalizes.
-    report["split"] = write_split(qat_model, representative, int8_out_dir)
+    report = convert_float_beside(
+        training.load_model_artifact(float_dir), representative[:1],
+        files.artifact_dir(float_out_dir) / files.TFLITE_MODEL, int8_out,
+    )  # fmt: skip
+    keras_file = Path(int8_dir) / files.KERAS_MODEL
+    if keras_file.is_file():
+        # The split model (extractor + head) beside the int8 file, cut from the same model
+        # (QAT or not) the chosen file was converted from: what a device personalizes.
+        report["split"] = write_split(load_qat_model(keras_file), representative, int8_out_dir)
     return ConvertReport(report)

@@ -10,10 +10,9 @@ def evaluate(
     data: dsl.Input[dsl.Dataset],
     selection: dsl.Input[dsl.Artifact],
     float_model: dsl.Input[dsl.Model],
-    pruned_model: dsl.Input[dsl.Model],
-    qat_model: dsl.Input[dsl.Model],
     tflite_float: dsl.Input[dsl.Model],
     tflite_int8: dsl.Input[dsl.Model],
+    search: dsl.Input[dsl.Artifact],
     report: dsl.Output[dsl.Artifact],
     metrics: dsl.Output[dsl.Metrics],
     run_name: str = "",
@@ -38,11 +37,11 @@ def evaluate(
     with tracking.component_run("evaluate", run_name, pipeline_run_id, tracking_uri, experiment):
         policy = core.GatePolicy(min_accuracy=min_accuracy, max_drop_points=max_drop_points)
         tracking.log_params(policy, latency_runs=latency_runs)
-        stages = {"float": float_model.path, "pruned": pruned_model.path, "qat": qat_model.path,
-                  "tflite_float": tflite_float.path, "tflite_int8": tflite_int8.path}  # fmt: skip
+        stages = {"float": float_model.path, "tflite_float": tflite_float.path,
+                  "tflite_int8": tflite_int8.path}  # fmt: skip
         device = Selection.read(selection.path).device
         result = core.evaluate_artifacts(data.path, stages, policy, device, report.path,
-                                         latency_runs=latency_runs)  # fmt: skip
+                                         latency_runs=latency_runs, search_dir=search.path)  # fmt: skip
         int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
         examples = training.load_pixels(data.path, "test")[0][:4]
         version = tracking.log_int8_model(int8_file, f"{data.path}/{files.PREPROCESSING_SPEC}", examples,

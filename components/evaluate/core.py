@@ -6,7 +6,7 @@ The gate judges the exact int8 file that would ship, as the device runtime runs 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -176,9 +176,16 @@ def device_fit(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def gate(
-    stages: dict[str, dict[str, Any]], policy: GatePolicy, device: DeviceProfile
+    stages: dict[str, dict[str, Any]],
+    policy: GatePolicy,
+    device: DeviceProfile,
+    search: tuple[bool, str] | None = None,
 ) -> tuple[bool, list[str]]:
-    """The ship decision for the int8 file, with one reason per check, passed or not."""
+    """The ship decision for the int8 file, with one reason per check, passed or not.
+
+    `search` is the compression search's own check (`SearchReport.gate_check`): a file no
+    candidate of which passed the rule (e.g. all trail a better champion) never ships.
+    """
     int8, reference = stages["tflite_int8"], stages["float"]
     # Rounded: (0.95 - 0.94) * 100 is 1.0000000000000009, and a drop of exactly the allowed
     # points must pass.
@@ -221,6 +228,8 @@ def gate(
                 f"tensor arena {ram:,} bytes ({int8.get('arena_source', 'measured')}) {'<=' if ram <= device.ram_bytes else '>'} RAM budget {device.ram_bytes:,} of {device.name}",
             )
         )
+    if search is not None:
+        checks.append(search)
     return all(ok for ok, _ in checks), [f"{'pass' if ok else 'FAIL'}: {why}" for ok, why in checks]
 
 
@@ -234,6 +243,7 @@ class Evaluation(StepOutput):
         gate: blessed, reasons (one per check), policy.
         n_test: test examples scored.
         registered_version: the model-registry version of the int8 file ("" until registered).
+        model_tags: what a later run compares a champion by (its classes and input shape).
     """
 
     FILE: ClassVar[str] = files.EVALUATION
@@ -242,6 +252,7 @@ class Evaluation(StepOutput):
     gate: dict[str, Any]
     n_test: int
     registered_version: str = ""
+    model_tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def blessed(self) -> bool:
@@ -263,7 +274,7 @@ class Evaluation(StepOutput):
 
     def registration_tags(self, run_name: str) -> dict[str, str]:
         """Tags of the registered int8 file: every file is registered, blessed or not."""
-        return {"blessed": str(self.blessed), "run_name": run_name}
+        return {"blessed": str(self.blessed), "run_name": run_name, **self.model_tags}
 
     def aliases(self) -> dict[str, str]:
         """Registry aliases to point at the registered version: `candidate`, only when blessed."""
@@ -303,30 +314,40 @@ def evaluate_artifacts(
     out_dir: str | os.PathLike,
     *,
     latency_runs: int = 200,
+    search_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
     """`evaluate` on the folders the earlier steps wrote: preprocess's data, one per stage.
 
     Args:
         data_dir: preprocess's output (test split and preprocessing spec).
-        model_dirs: every stage of `KERAS_STAGES` (a folder with model.h5) and
-            `TFLITE_STAGES` (a folder with model.tflite).
+        model_dirs: `float` and any other stage of `KERAS_STAGES` (a folder with model.h5),
+            and both `TFLITE_STAGES` (a folder with model.tflite).
         policy: the gate thresholds.
         device: the profile whose flash budget the int8 file must fit.
         out_dir: where confusion_<stage>.png is written.
         latency_runs: timed invocations per .tflite file (the median is reported).
+        search_dir: the compression search's report folder; its verdict is one more check.
     """
     from edgetune.components.common import training
     from edgetune.components.qat.core import load_qat_model
+    from edgetune.components.search.core import comparison_tags
+    from edgetune.components.search.records import SearchReport
 
     loaders = {"float": training.load_model, "pruned": training.load_model, "qat": load_qat_model}
-    keras_models = {s: loaders[s](Path(model_dirs[s]) / files.KERAS_MODEL) for s in KERAS_STAGES}
-    tflite_files = {s: Path(model_dirs[s]) / files.TFLITE_MODEL for s in TFLITE_STAGES}
+    keras_models = {s: loaders[s](Path(model_dirs[s]) / files.KERAS_MODEL)
+                    for s in KERAS_STAGES if s in model_dirs}  # fmt: skip
+    tflite_files = {
+        s: Path(model_dirs[s]) / files.TFLITE_MODEL for s in TFLITE_STAGES if s in model_dirs
+    }
     x_test, y_test = training.load_split(data_dir, "test")
-    labels = list(training.load_spec(data_dir).labels)
-    return evaluate(
-        keras_models, tflite_files, x_test, y_test, labels, policy, device, out_dir,
-        latency_runs=latency_runs,
+    spec = training.load_spec(data_dir)
+    search = SearchReport.read(search_dir).gate_check() if search_dir else None
+    result = evaluate(
+        keras_models, tflite_files, x_test, y_test, list(spec.labels), policy, device, out_dir,
+        latency_runs=latency_runs, search=search,
     )  # fmt: skip
+    shape = [spec.height, spec.width, spec.channels]
+    return replace(result, model_tags=comparison_tags(spec.labels, shape))
 
 
 def evaluate(
@@ -340,11 +361,12 @@ def evaluate(
     out_dir: str | os.PathLike,
     *,
     latency_runs: int = 200,
+    search: tuple[bool, str] | None = None,
 ) -> Evaluation:
     """Scores every stage on the test split, draws its confusion matrix, and decides the gate.
 
     Args:
-        keras_models: {"float", "pruned", "qat"} → Keras model.
+        keras_models: "float" (required), "pruned", "qat" → Keras model.
         tflite_files: {"tflite_float", "tflite_int8"} → .tflite path; when the int8 file's
             folder holds the split model (extractor.tflite, head.npz), it is scored as
             stage `tflite_split` and judged by the gate too.
@@ -355,17 +377,18 @@ def evaluate(
         device: the profile whose flash budget the int8 file must fit.
         out_dir: where confusion_<stage>.png is written.
         latency_runs: timed invocations per .tflite file (the median is reported).
+        search: the compression search's check (`SearchReport.gate_check`), if it ran.
 
     Returns:
         The evaluation, not yet registered; the caller writes it (`Evaluation.write`).
     """
     if latency_runs < 1:
         raise EdgetuneError(f"evaluate latency_runs={latency_runs}; must be >= 1")
-    missing = set(KERAS_STAGES) - keras_models.keys() | set(TFLITE_STAGES) - tflite_files.keys()
+    missing = {"float"} - keras_models.keys() | set(TFLITE_STAGES) - tflite_files.keys()
     if missing:
         raise EdgetuneError(f"evaluate is missing stages: {', '.join(sorted(missing))}")
     stages: dict[str, dict[str, Any]] = {}
-    for stage in KERAS_STAGES:
+    for stage in (s for s in KERAS_STAGES if s in keras_models):
         stages[stage] = classification_metrics(
             y_test, keras_predictions(keras_models[stage], x_test), labels
         )
@@ -383,7 +406,7 @@ def evaluate(
             f"{stage}: accuracy {metrics['accuracy']:.2%}",
             Path(out_dir) / files.CONFUSION_PNG.format(stage=stage),
         )
-    blessed, reasons = gate(stages, policy, device)
+    blessed, reasons = gate(stages, policy, device, search)
     return Evaluation(
         stages=stages,
         gate={"blessed": blessed, "reasons": reasons, "policy": policy.model_dump()},

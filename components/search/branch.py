@@ -8,7 +8,10 @@ aware training (prune-preserving when pruned) and int8, or float16 weights.
 
 from __future__ import annotations
 
+import functools
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ from edgetune.components.search.distill import (
     check_student_fits,
     distill,
 )
+from edgetune.components.search.records import CandidateRecord
 from edgetune.config import DeviceProfile
+from edgetune.errors import EdgetuneError
 
 
 def to_float16_tflite(model: Any) -> bytes:
@@ -38,7 +43,7 @@ def to_float16_tflite(model: Any) -> bytes:
 def student_model(
     spec: CandidateSpec,
     teacher: Any,
-    logits: np.ndarray,
+    logits: np.ndarray | None,
     data_dir: str | os.PathLike,
     device: DeviceProfile,
     settings: DistillSettings,
@@ -52,6 +57,8 @@ def student_model(
         copy = keras.models.clone_model(teacher)  # no branch trains another's weights
         copy.set_weights(teacher.get_weights())
         return copy
+    if logits is None:
+        raise EdgetuneError(f"search student {spec.student!r} needs the teacher's logits")
     x, y = training.load_split(data_dir, "train")
     student = build_student(spec.student, x.shape[1:], logits.shape[1])
     check_student_fits(spec.student, student, device)
@@ -68,7 +75,7 @@ def compress(
     *,
     prune_config: Any,
     qat_config: Any,
-) -> Path:
+) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Prunes and quantizes `model` as `spec` says; writes `out_dir/model.tflite` atomically.
 
     Args:
@@ -79,19 +86,81 @@ def compress(
         out_dir: where model.tflite goes.
         prune_config: a PruneConfig (its target_sparsity is replaced by the candidate's).
         qat_config: a QatConfig (prune-preserving only when the candidate is pruned).
+
+    Returns:
+        The file, and the Keras stages on the way scored on the test split: `pruned`
+        (accuracy, sparsity) when pruned, `qat` (accuracy, sparsity, mode) when QAT ran.
     """
+    from edgetune.components.common import training
     from edgetune.components.convert.core import to_int8_tflite
     from edgetune.components.prune.core import prune
     from edgetune.components.qat.core import quantize_aware_train
 
+    x_test, y_test = training.load_split(data_dir, "test")
+    stages: dict[str, dict[str, Any]] = {}
     if spec.sparsity > 0:
         config = prune_config.model_copy(update={"target_sparsity": spec.sparsity})
-        model, _ = prune(model, data_dir, config)
+        model, report = prune(model, data_dir, config)
+        stages["pruned"] = {"accuracy": training.accuracy(model, x_test, y_test),
+                            "sparsity": report["sparsity"]}  # fmt: skip
     if spec.quantization == "float16":
         data = to_float16_tflite(model)
     else:
         if spec.quantization == "qat_int8":
             config = qat_config.model_copy(update={"preserve_sparsity": spec.sparsity > 0})
-            model, _ = quantize_aware_train(model, data_dir, config)
+            model, report = quantize_aware_train(model, data_dir, config)
+            keys = ("sparsity", "sparsity_kept", "mode", "fallback_reason")
+            stages["qat"] = {"accuracy": training.accuracy(model, x_test, y_test),
+                             **{k: report[k] for k in keys if k in report}}  # fmt: skip
         data = to_int8_tflite(model, representative)
-    return files.write_bytes(Path(out_dir) / files.TFLITE_MODEL, data)
+    # The model the file was converted from, beside it: convert cuts the split model
+    # (extractor + head, for on-device personalization) from the chosen one.
+    training.save_model(model, Path(out_dir) / files.KERAS_MODEL)
+    return files.write_bytes(Path(out_dir) / files.TFLITE_MODEL, data), stages
+
+
+@dataclass(frozen=True)
+class BranchConfigs:
+    """How every branch trains and compresses: the steps' own configs and distillation."""
+
+    prune: Any  # PruneConfig
+    qat: Any  # QatConfig
+    convert: Any  # ConvertConfig (calibration draw)
+    distill: DistillSettings
+
+
+def run_candidate(
+    spec: CandidateSpec,
+    data_dir: str | os.PathLike,
+    teacher_dir: str | os.PathLike,
+    logits: np.ndarray | None,
+    device: DeviceProfile,
+    configs: BranchConfigs,
+    out_dir: str | os.PathLike,
+) -> CandidateRecord:
+    """One branch: its float model, compressed, written to `out_dir`, measured on that file.
+
+    A student that cannot fit the device makes no file: the record says why, and the search
+    goes on with the other candidates.
+    """
+    from edgetune.components.common import training
+    from edgetune.components.convert.core import representative_set
+    from edgetune.components.search.measure import interleaved_latency_ms, measure
+
+    start = time.perf_counter()
+    teacher = training.load_model_artifact(teacher_dir)
+    x_test, y_test = training.load_split(data_dir, "test")
+    x_train, _ = training.load_split(data_dir, "train")
+    teacher_accuracy = training.accuracy(teacher, x_test, y_test)
+    record = functools.partial(CandidateRecord, spec.to_dict(), teacher_accuracy=teacher_accuracy)
+    try:
+        model = student_model(spec, teacher, logits, data_dir, device, configs.distill)
+    except EdgetuneError as e:
+        return record({}, {}, seconds=time.perf_counter() - start, problem=str(e))
+    representative = representative_set(x_train, configs.convert.representative_samples,
+                                        configs.convert.seed)  # fmt: skip
+    path, stages = compress(spec, model, data_dir, representative, out_dir,
+                            prune_config=configs.prune, qat_config=configs.qat)  # fmt: skip
+    latency = interleaved_latency_ms([path], x_test[:1])[0]
+    figures = measure(path, x_test, y_test, device, latency).to_dict()
+    return record(figures, stages, seconds=time.perf_counter() - start)

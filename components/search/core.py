@@ -10,18 +10,26 @@ microcontroller), and that are not worse than the serving `champion` by more tha
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from edgetune.components.search.distill import DistillSettings, student_width
 from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import StepConfig
 
 Quantization = Literal["ptq_int8", "qat_int8", "float16"]
 TEACHER = "teacher"  # the fine-tuned model itself, no distillation
+# Today's fixed recipe, the one candidate when the search is off: the fine-tuned model pruned
+# to `target_sparsity`, prune-preserving QAT, int8.
+FIXED_QUANTIZATION: Quantization = "qat_int8"
+# Model-version tags that let a later run compare itself with this version (`champion_from`).
+TAG_LABELS = "edgetune.labels"
+TAG_INPUT_SHAPE = "edgetune.input_shape"
 
 
 class SearchConfig(StepConfig):
@@ -29,23 +37,38 @@ class SearchConfig(StepConfig):
 
     step: ClassVar[str] = "search"
 
+    enabled: bool = Field(
+        True,
+        description="search the space; false: one candidate, the fixed recipe (the fine-tuned "
+        "model, target_sparsity, QAT int8)",
+    )
     sparsity: list[float] = Field(
         [0.5], min_length=1, description="target sparsities to try (each 0 <= s < 1)"
     )
     quantization: list[Quantization] = Field(
-        ["ptq_int8", "qat_int8"],
+        ["ptq_int8"],
         min_length=1,
         description="quantizations to try: ptq_int8, qat_int8, float16",
     )
     students: list[str] = Field(
-        [TEACHER],
+        [TEACHER, "digitnet@0.25"],
         min_length=1,
-        description="architectures to try: 'teacher' (the fine-tuned model) or a zoo id "
-        "distilled from it",
+        description="models to try: 'teacher' (the fine-tuned model) or digitnet@<width> "
+        "(0 < width <= 1), a student distilled from it",
     )
     champion_margin_points: float = Field(
         0.0, ge=0, le=100, description="a candidate may trail the champion by this many points"
     )
+    distill_alpha: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="distillation: weight of the labels' cross-entropy (1: labels only)",
+    )
+    distill_temperature: float = Field(
+        4.0, gt=0, description="distillation: softmax temperature of teacher and student"
+    )
+    distill_epochs: int = Field(8, ge=1, description="distillation: epochs a student trains")
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchConfig:
@@ -56,7 +79,15 @@ class SearchConfig(StepConfig):
         bad = [s for s in self.sparsity if not 0.0 <= s < 1.0]
         if bad:
             raise ValueError(f"search_sparsity={self.sparsity}: {bad} outside 0 <= s < 1")
+        for student in self.students:
+            if student != TEACHER:
+                student_width(student)  # a bad id is one line, before anything trains
         return self
+
+    def distill_settings(self, seed: int = 0) -> DistillSettings:
+        """How a student of this space learns from the teacher."""
+        return DistillSettings(alpha=self.distill_alpha, temperature=self.distill_temperature,
+                               epochs=self.distill_epochs, seed=seed)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,14 +113,28 @@ class CandidateSpec:
         """The candidate's fields with its name and compression path."""
         return {**asdict(self), "name": self.name, "path": self.path}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CandidateSpec:
+        """The candidate from `to_dict`'s output (name and path are derived, not read)."""
+        return cls(str(d["student"]), float(d["sparsity"]), d["quantization"])
 
-def candidates(config: SearchConfig, device: DeviceProfile) -> list[CandidateSpec]:
-    """Every combination of the space, in a stable order.
+
+def candidates(
+    config: SearchConfig, device: DeviceProfile, fixed_sparsity: float = 0.5
+) -> list[CandidateSpec]:
+    """Every combination of the space, in a stable order; the fixed recipe when it is off.
+
+    Args:
+        config: the space.
+        device: the target (a TFLite Micro device has no float16 kernels).
+        fixed_sparsity: the fixed recipe's sparsity (the `target_sparsity` run parameter).
 
     Raises:
         EdgetuneError: the space cannot produce a file the device runs (float16 only, on a
             TFLite Micro device, whose kernels are integer).
     """
+    if not config.enabled:
+        return [CandidateSpec(TEACHER, float(fixed_sparsity), FIXED_QUANTIZATION)]
     quantization = list(config.quantization)
     if device.runtime == "tflite-micro" and set(quantization) == {"float16"}:
         raise EdgetuneError(
@@ -142,6 +187,26 @@ def champion_from(
     if accuracy_here is None:
         return Champion(version, None, f"champion v{version} could not be evaluated here")
     return Champion(version, float(accuracy_here))
+
+
+def comparison_tags(labels: Sequence[str], input_shape: Sequence[int]) -> dict[str, str]:
+    """Model-version tags a later run reads to decide whether it can compare with this one."""
+    return {TAG_LABELS: json.dumps(list(labels)), TAG_INPUT_SHAPE: json.dumps(list(input_shape))}
+
+
+def champion_from_tags(
+    version: str,
+    tags: dict[str, str],
+    run_labels: Sequence[str],
+    run_input_shape: Sequence[int],
+    accuracy_here: float | None,
+) -> Champion:
+    """`champion_from` on a registered version's tags (`comparison_tags`)."""
+    if TAG_LABELS not in tags or TAG_INPUT_SHAPE not in tags:
+        return Champion(version, None, f"champion v{version} does not record its classes and "
+                        "input shape: not compared")  # fmt: skip
+    labels, shape = json.loads(tags[TAG_LABELS]), json.loads(tags[TAG_INPUT_SHAPE])
+    return champion_from(version, labels, shape, run_labels, run_input_shape, accuracy_here)
 
 
 @dataclass(frozen=True)

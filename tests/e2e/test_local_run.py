@@ -47,14 +47,23 @@ def test_summary_holds_real_metrics_above_chance(local_run) -> None:
     assert (local_run.out / "summary.json").is_file()
     assert s["dataset"]["n_train"] + s["dataset"]["n_val"] + s["dataset"]["n_test"] == 1797
     assert s["model"]["zoo_id"] == "edgetune-digitnet-32"
-    for stage in summary.STAGES:
+    # the tiny preset searches two candidates: 50% sparse, post-training int8 or QAT int8
+    assert [c["name"] for c in s["candidates"]] == ["teacher-s50-ptq_int8", "teacher-s50-qat_int8"]
+    assert s["chosen"] in {c["name"] for c in s["candidates"]}
+    assert all(c["tflm_supported"] and c["flash_bytes"] > 0 for c in s["candidates"])
+    assert (local_run.out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    shipped = [
+        stage for stage in summary.STAGES if stage != "qat" or s["chosen"].endswith("qat_int8")
+    ]
+    for stage in shipped:
         assert s["stages"][stage]["accuracy"] > 2 * CHANCE, stage
     assert s["stages"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.02)
-    assert s["stages"]["qat"]["sparsity"] >= 0.98 * s["stages"]["pruned"]["sparsity"]
     int8, flt = s["stages"]["tflite_int8"], s["stages"]["tflite_float"]
     assert int8["size_bytes"] < 0.5 * flt["size_bytes"]
     assert int8["latency_ms_p50"] > 0
-    assert set(s["component_seconds"]) == set(summary.COMPONENTS)
+    steps = {n for n in s["component_seconds"] if not n.startswith("candidate:")}
+    assert steps == set(summary.COMPONENTS)
+    assert len(s["component_seconds"]) == len(steps) + 2  # a nested run per candidate
     assert s["gate"]["blessed"] is True
 
 
@@ -78,14 +87,20 @@ def test_three_agents_serve_the_deployed_version_and_predict(local_run) -> None:
         assert np.isclose(sum(answer["scores"]), 1.0, atol=0.05)
 
 
-def test_mlflow_holds_parent_run_with_nine_nested_runs_and_the_champion(local_run) -> None:
+def test_mlflow_holds_parent_run_with_a_nested_run_per_step_and_candidate_and_the_champion(
+    local_run,
+) -> None:
     import mlflow
 
     experiment_id = tracking.use_experiment(local_run.params["tracking_uri"], "edgetune")
     parent = tracking.find_parent_run(experiment_id, local_run.params["run_name"])
     assert parent.info.status == "FINISHED"
     children = summary.child_runs(experiment_id, parent.info.run_id)
-    assert sorted(r.info.run_name for r in children) == sorted(summary.COMPONENTS)
+    names = [r.info.run_name for r in children]
+    assert sorted(n for n in names if not n.startswith("candidate:")) == sorted(summary.COMPONENTS)
+    assert sorted(n for n in names if n.startswith("candidate:")) == [
+        f"candidate:{c['name']}" for c in local_run.summary["candidates"]
+    ]
     assert all(r.info.status == "FINISHED" for r in children)
     client = mlflow.MlflowClient()
     assert "summary.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]

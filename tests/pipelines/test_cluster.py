@@ -107,7 +107,7 @@ def test_resources_retries_and_caching_per_task(compiled) -> None:
     for name, task in _tasks(spec).items():
         container = spec.deployment_spec["executors"][_executor_of(spec, task)]["container"]
         resources = container["resources"]
-        heavy = name in ("fine-tune", "prune", "qat", "convert")
+        heavy = name in ("fine-tune", "candidate", "convert")
         assert resources["resourceCpuRequest"] == ("2" if heavy else "500m"), name
         assert resources["resourceMemoryLimit"] == ("8G" if heavy else "4G"), name
         assert "accelerator" not in resources  # none unless asked for
@@ -116,6 +116,23 @@ def test_resources_retries_and_caching_per_task(compiled) -> None:
         assert task.retry_policy.max_retry_count == retries, name
         if retries:
             assert task.retry_policy.backoff_duration.seconds == 30
+
+
+def test_candidates_are_a_parallel_loop_collected_into_choose(compiled) -> None:
+    spec, _ = compiled
+    outer = {**spec.root.dag.tasks}
+    for component in spec.components.values():
+        if component.HasField("dag"):
+            outer.update(component.dag.tasks)
+    ((loop_name, loop),) = [(n, t) for n, t in outer.items() if t.HasField("parameter_iterator")]
+    assert loop.task_info.name == "candidates"
+    assert loop.parameter_iterator.items.input_parameter.endswith("search-space-Output")
+    body = spec.components[loop.component_ref.name].dag
+    assert "candidate" in body.tasks  # one branch per item
+    (selector,) = [s for out in body.outputs.artifacts.values() for s in out.artifact_selectors]
+    assert (selector.producer_subtask, selector.output_artifact_key) == ("candidate", "model")
+    collected = outer["choose"].inputs.artifacts["candidates"].task_output_artifact
+    assert collected.producer_task == loop_name
 
 
 def test_cached_steps_take_the_code_version_and_ingest_the_data_version(compiled) -> None:
@@ -154,7 +171,7 @@ def test_settings_file_sets_resources_accelerator_and_retries(tmp_path: Path) ->
     assert resources("fine-tune")["resourceCpuRequest"] == "3"
     assert resources("fine-tune")["resourceMemoryLimit"] == "8G"  # the step's other defaults kept
     assert resources("ingest")["resourceMemoryLimit"] == "2Gi"
-    for step in ("fine-tune", "prune", "qat"):
+    for step in ("fine-tune", "candidate"):
         accelerator = resources(step)["accelerator"]
         assert (accelerator["resourceType"], accelerator["resourceCount"]) == (
             "nvidia.com/gpu",

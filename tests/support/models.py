@@ -312,6 +312,7 @@ class Micro:
     sparse_dir: Path  # the same with half of every kernel zeroed (what prune hands on)
     qat_dir: Path  # the float model wrapped for QAT, untrained (what qat hands on)
     sparsity: float  # of sparse_dir's model
+    int8_dir: Path  # the float model as int8 model.tflite (what the search's choice hands on)
 
 
 @functools.cache
@@ -319,6 +320,7 @@ def micro_models(root: Path) -> Micro:
     import tf_keras as keras
 
     from edgetune.components.common import training
+    from edgetune.components.convert.core import to_int8_tflite
     from edgetune.components.qat.core import quantize_model
 
     keras.utils.set_random_seed(3)
@@ -329,6 +331,9 @@ def micro_models(root: Path) -> Micro:
         image, keras.layers.Dense(len(LABELS), activation="softmax", name="head")(x)
     )
     float_file = training.save_model(model, root / "micro_float" / files.KERAS_MODEL)
+    calibration = np.random.default_rng(3).random((8, SIZE, SIZE, 1), dtype=np.float32)
+    int8_file = files.write_bytes(root / "micro_int8" / files.TFLITE_MODEL,
+                                  to_int8_tflite(model, calibration))  # fmt: skip
     for layer in (model.get_layer("conv"), model.get_layer("head")):
         kernel, bias = layer.get_weights()
         kernel[np.abs(kernel) < np.median(np.abs(kernel))] = 0.0  # magnitude pruning, by hand
@@ -336,7 +341,8 @@ def micro_models(root: Path) -> Micro:
     sparse_file = training.save_model(model, root / "micro_sparse" / files.KERAS_MODEL)
     qat = quantize_model(training.load_model(float_file))
     qat_file = training.save_model(qat, root / "micro_qat" / files.KERAS_MODEL)
-    return Micro(float_file.parent, sparse_file.parent, qat_file.parent, kernel_sparsity(model))
+    return Micro(float_file.parent, sparse_file.parent, qat_file.parent, kernel_sparsity(model),
+                 int8_file.parent)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def test_writes_both_files_and_logs_their_sizes(micro, tiny_data, tracking_uri, 
     convert.python_func(
         data=dsl.Dataset(uri=str(tiny_data)),
         float_model=dsl.Model(uri=str(micro.float_dir)),
-        qat_model=dsl.Model(uri=str(micro.qat_dir)),
+        int8_model=dsl.Model(uri=str(micro.int8_dir)),
         tflite_float=tflite_float,
         tflite_int8=tflite_int8,
         run_name=run_name,
@@ -31,6 +31,7 @@ def test_writes_both_files_and_logs_their_sizes(micro, tiny_data, tracking_uri, 
 
     float_file = Path(tflite_float.path) / files.TFLITE_MODEL
     int8_file = Path(tflite_int8.path) / files.TFLITE_MODEL
+    assert int8_file.read_bytes() == (micro.int8_dir / files.TFLITE_MODEL).read_bytes()  # as chosen
     report = files.read_json(Path(tflite_int8.path) / files.CONVERT_REPORT)
     assert report["tflite_int8"]["input_dtype"] == report["tflite_int8"]["output_dtype"] == "int8"
     assert tflite_int8.metadata == {

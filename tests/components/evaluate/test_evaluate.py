@@ -202,9 +202,9 @@ def test_evaluate_draws_a_confusion_png_per_stage_and_leaves_the_report_to_its_c
 
 
 def test_evaluate_names_the_missing_stages(tmp_path):
-    with pytest.raises(EdgetuneError, match="missing stages: pruned, tflite_int8"):
+    with pytest.raises(EdgetuneError, match="missing stages: float, tflite_int8"):
         evaluate(
-            {"float": None, "qat": None},
+            {"qat": None},
             {"tflite_float": "x.tflite"},
             np.zeros((1, 16, 16, 1)),
             np.zeros(1, np.int32),

@@ -15,6 +15,7 @@ from support import models as support
 from edgetune import files
 from edgetune.components.common import tracking, training
 from edgetune.components.evaluate.component import evaluate
+from edgetune.components.search.records import SearchReport
 from edgetune.components.select_model.core import select_model
 
 
@@ -26,6 +27,12 @@ def selection_for(device, weights_file, out: Path) -> dsl.Artifact:
     return dsl.Artifact(uri=str(out))
 
 
+def search_report(out: Path) -> dsl.Artifact:
+    row = {"name": "teacher-s50-qat_int8", "accuracy": 0.9, "flash_bytes": 1, "rejected": []}
+    SearchReport([row], row["name"], row["name"], 0.9, 50.0).write(out)
+    return dsl.Artifact(uri=str(out))
+
+
 def run_evaluate(small, convert_run, selection, tracking_uri, run_name, out: Path):
     report = dsl.Artifact(uri=str(out / "report"))
     metrics = dsl.Metrics(uri=str(out / "metrics"))
@@ -33,10 +40,9 @@ def run_evaluate(small, convert_run, selection, tracking_uri, run_name, out: Pat
         data=dsl.Dataset(uri=str(small.data_dir)),
         selection=selection,
         float_model=dsl.Model(uri=str(small.float.model_dir)),
-        pruned_model=dsl.Model(uri=str(small.pruned.model_dir)),
-        qat_model=dsl.Model(uri=str(small.pqat.model_dir)),
         tflite_float=dsl.Model(uri=str(convert_run.float_file.parent)),
         tflite_int8=dsl.Model(uri=str(convert_run.int8_file.parent)),
+        search=search_report(out / "search"),
         report=report,
         metrics=metrics,
         run_name=run_name,
@@ -66,6 +72,10 @@ def test_a_blessed_file_becomes_the_candidate_and_a_refused_one_does_not(
     candidate = registry.get_model_version_by_alias(tracking.REGISTERED_MODEL, "candidate")
     assert str(candidate.version) == version and candidate.tags["blessed"] == "True"
     assert candidate.tags["gate.min_accuracy"] == "0.5"  # how strict the gate was
+    # what a later run's search compares a champion by
+    assert json.loads(candidate.tags["edgetune.labels"]) == list(support.LABELS)
+    assert json.loads(candidate.tags["edgetune.input_shape"]) == [support.SIZE, support.SIZE, 1]
+    assert "pass: search chose teacher-s50-qat_int8 of 1 candidates" in report["gate"]["reasons"]
     assert (
         candidate.tags["gate.max_drop_points"] == "50.0" and candidate.tags["edgetune.git_commit"]
     )

@@ -23,9 +23,10 @@ def test_unpruned_teacher_branch_writes_the_quantization_it_names(
                                  ROOMY_DEVICE, DistillSettings())  # fmt: skip
     assert model is not float_run.model  # a clone: branches never share weights
 
-    path = branch.compress(spec, model, float_run.data_dir, x[:16], tmp_path,
+    path, stages = branch.compress(spec, model, float_run.data_dir, x[:16], tmp_path,
                            prune_config=None, qat_config=None)  # fmt: skip
 
+    assert stages == {}  # neither pruned nor QAT'd
     interpreter = litert.load(str(path))
     assert interpreter.get_input_details()[0]["dtype"] == dtype
 

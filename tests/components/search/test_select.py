@@ -3,6 +3,7 @@
 import pytest
 
 from edgetune.components.search.core import (
+    CandidateSpec,
     Champion,
     Scored,
     SearchConfig,
@@ -82,12 +83,19 @@ def test_a_champion_with_other_classes_or_input_is_not_compared_and_says_why():
 
 def test_the_space_expands_to_every_combination():
     config = SearchConfig(sparsity=[0.0, 0.5], quantization=["ptq_int8", "qat_int8"],
-                          students=["teacher", "digitnet-0.25"])  # fmt: skip
+                          students=["teacher", "digitnet@0.25"])  # fmt: skip
     specs = candidates(config, MCU)
 
     assert len(specs) == 8
     assert specs[0].name == "teacher-s0-ptq_int8" and specs[0].path == "plain+ptq_int8"
-    assert specs[-1].name == "digitnet-0.25-s50-qat_int8" and specs[-1].path == "distil+qat_int8"
+    assert specs[-1].name == "digitnet@0.25-s50-qat_int8" and specs[-1].path == "distil+qat_int8"
+    assert [CandidateSpec.from_dict(s.to_dict()) for s in specs] == specs
+
+
+def test_the_search_turned_off_is_the_fixed_recipe_at_target_sparsity():
+    off = SearchConfig(enabled=False, students=["teacher", "digitnet@0.25"])
+
+    assert candidates(off, MCU, fixed_sparsity=0.6) == [CandidateSpec("teacher", 0.6, "qat_int8")]
 
 
 @pytest.mark.parametrize(
@@ -97,6 +105,10 @@ def test_the_space_expands_to_every_combination():
         ({"sparsity": [0.5, 0.5]}, "search_sparsity=[0.5, 0.5] lists a value twice"),
         ({"sparsity": [1.0]}, "outside 0 <= s < 1"),
         ({"quantization": ["int4"]}, "quantization"),
+        (
+            {"students": ["resnet"]},
+            "search student 'resnet'; accepted: 'teacher' or 'digitnet@<width>'",
+        ),
     ],
 )
 def test_an_empty_or_contradictory_space_is_one_line(fields, message):
