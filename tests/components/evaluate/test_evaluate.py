@@ -240,7 +240,7 @@ def test_the_evaluation_is_written_once_registered_and_read_back_whole(tmp_path)
 
     assert Evaluation.read(tmp_path) == evaluation and evaluation.registered_version == "5"
     written = files.read_json(tmp_path / files.EVALUATION)
-    assert list(written) == ["stages", "gate", "n_test", "registered_version"]
+    assert list(written) == ["stages", "gate", "n_test", "registered_version", "model_tags"]
 
 
 def test_the_summary_part_keeps_headline_numbers_and_the_gate_with_the_registered_version():
