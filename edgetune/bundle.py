@@ -97,8 +97,8 @@ class VerifiedBundle:
 
     @property
     def model_sha256(self) -> str:
-        """The SHA-256 of the model file, as the signed manifest lists it."""
-        return self.manifest.files[MODEL_FILE].sha256
+        """What the device serves: the model file's SHA-256 (`Manifest.served_sha256`)."""
+        return self.manifest.served_sha256
 
     @property
     def content_sha256(self) -> str:

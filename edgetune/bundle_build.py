@@ -49,6 +49,7 @@ def build_bundle(
     lineage: Mapping[str, str] | None = None,
     split: Mapping[str, bytes] | None = None,
     personal_head: str = "reset",
+    serve: str = "model",
 ) -> Path:
     """Writes a signed bundle to `out_path` atomically.
 
@@ -75,6 +76,8 @@ def build_bundle(
             `edgetune.split`), shipped signed and described by the manifest's `split`.
         personal_head: `keep` or `reset`: what a device does with the head it trained
             itself when this bundle installs (the manifest's `split.personal_head`).
+        serve: `model` or `split`: what the device serves without a personal head (the
+            full int8 file, or the extractor with this bundle's head).
 
     Returns:
         `out_path` as a Path.
@@ -102,6 +105,10 @@ def build_bundle(
         raise EdgetuneError(f"bundle extra_files {clash}: names taken by the bundle itself")
     payload.update(extra_files or {})
     split_entry = _split_entry(split, personal_head, spec)
+    if serve != "model" and not split_entry:
+        raise EdgetuneError(f"serve={serve!r} needs a split model; accepted without one: model")
+    if split_entry:
+        split_entry["serve"] = serve
     payload.update(split or {})
     manifest = {
         "version": version,

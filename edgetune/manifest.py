@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import time
@@ -121,6 +122,8 @@ class SplitEntry:
         personal_head: what a device does with a head it trained itself when this bundle
             installs: `keep` serving it (only if its extractor is this bundle's, byte for
             byte) or `reset` to this bundle's head.
+        serve: what answers /predict without a personal head: `model` (the full int8 file)
+            or `split` (extractor + this head; a federated bundle, whose head is new).
     """
 
     extractor: Annotated[StrictStr, Field(pattern=MEMBER_PATTERN.pattern)]
@@ -128,6 +131,7 @@ class SplitEntry:
     embedding_dim: Annotated[StrictInt, Field(ge=1)]
     classes: Annotated[StrictInt, Field(ge=2)]
     personal_head: Literal["keep", "reset"] = "reset"
+    serve: Literal["model", "split"] = "model"
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -150,6 +154,19 @@ class Manifest:
     lineage: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     # The split model for on-device personalization; None in bundles without one.
     split: SplitEntry | None = None
+
+    @property
+    def served_sha256(self) -> str:
+        """Names what the device serves: the model file's sha256, or that of extractor + head.
+
+        Serving the split model, it is the sha256 of "<extractor sha256>+<head sha256>":
+        a federated bundle ships the same model file with a new head; deploy decides by this.
+        """
+        split = self.split
+        if split is None or split.serve != "split":
+            return self.files[MODEL_FILE].sha256
+        pair = f"{self.files[split.extractor].sha256}+{self.files[split.head].sha256}"
+        return hashlib.sha256(pair.encode()).hexdigest()
 
     @property
     def spec(self) -> PreprocessSpec:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgetune.errors import EdgetuneError
 from edgetune.fleet import FleetDevice, resolve_token
-from edgetune.manifest import MODEL_FILE, Manifest, sign_rollback_order
+from edgetune.manifest import Manifest, sign_rollback_order
 
 DEPLOYED = "deployed"
 UNCHANGED = "unchanged"
@@ -44,7 +44,7 @@ class Target:
     @classmethod
     def of(cls, data: bytes, manifest: Manifest) -> Target:
         """The target for a bundle's bytes, identified by its signed manifest."""
-        return cls(data, manifest.version, manifest.sequence, manifest.files[MODEL_FILE].sha256)
+        return cls(data, manifest.version, manifest.sequence, manifest.served_sha256)
 
 
 class _Refused(Exception):

@@ -39,6 +39,8 @@ class AgentLimits:
         keep_alive_s: idle keep-alive connections are closed after this.
         max_connections: connections served at once (uvicorn's limit_concurrency; more get 503).
         max_header_bytes: the most h11 buffers for a request's headers.
+        max_samples: labelled samples kept for personalization (oldest dropped first).
+        max_sample_store_bytes: bytes those samples may take on disk (oldest dropped first).
     """
 
     max_bundle_bytes: int = 256 * 1024 * 1024
@@ -50,6 +52,8 @@ class AgentLimits:
     keep_alive_s: float = 5.0
     max_connections: int = 64
     max_header_bytes: int = 16 * 1024
+    max_samples: int = 2000
+    max_sample_store_bytes: int = 64 * 1024 * 1024
 
 
 class ImageTooLarge(EdgetuneError):

@@ -82,6 +82,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.max_connections,
         help="connections served at once; more are answered 503",
     )
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=defaults.max_samples,
+        help="labelled samples kept for personalization (oldest dropped first)",
+    )
+    parser.add_argument(
+        "--max-sample-store-bytes",
+        type=int,
+        default=defaults.max_sample_store_bytes,
+        help="bytes those samples may take on disk (oldest dropped first)",
+    )
+    parser.add_argument(
+        "--min-gain-points",
+        type=float,
+        default=1.0,
+        help="accuracy points a personal head must gain on held-out samples",
+    )
 
 
 def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,8 +125,21 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             max_pixels=args.max_pixels,
             predict_concurrency=args.predict_concurrency,
             max_connections=args.max_connections,
+            max_samples=args.max_samples,
+            max_sample_store_bytes=args.max_sample_store_bytes,
         ),
+        "personalize": _personalize_config(args),
     }
+
+
+def _personalize_config(args: argparse.Namespace) -> Any:
+    from edgetune.agent.personal import (
+        PersonalizeConfig,
+    )  # the CLI parser must not import the agent
+
+    if args.min_gain_points < 0:
+        raise EdgetuneError(f"--min-gain-points={args.min_gain_points}; must be >= 0")
+    return PersonalizeConfig(min_gain_points=args.min_gain_points)
 
 
 def _pull_config(args: argparse.Namespace) -> Any:

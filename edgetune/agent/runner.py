@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import uvicorn
 
 from edgetune.agent.limits import AgentLimits, header_timeout_protocol, quiet_tracebacks
+from edgetune.agent.personal import PersonalizeConfig
 from edgetune.agent.pull import PullConfig
 from edgetune.agent.server import create_app, inherited_socket
 from edgetune.agent.tokens import read_token
@@ -66,10 +67,12 @@ def run(
     limits: AgentLimits | None = None,
     pull: PullConfig | None = None,
     parent_pid: int | None = None,
+    personalize: PersonalizeConfig | None = None,
 ) -> None:
     """Builds the app and serves it on `fd` or `host:port` until interrupted.
 
-    With `parent_pid`, it also stops once that process is gone.
+    With `parent_pid`, it also stops once that process is gone; `personalize` is the
+    device's own gate (`edgetune.agent.personal.PersonalizeConfig`).
     """
     limits = limits or AgentLimits()
     key = load_public_key(trusted_key)
@@ -79,7 +82,8 @@ def run(
     )
     quiet_tracebacks()
     app = create_app(state_dir, key, token, limits=limits, predict_token=predict_token,
-                     allow_origins=allow_origins, allow_hosts=allow_hosts, pull=pull)  # fmt: skip
+                     allow_origins=allow_origins, allow_hosts=allow_hosts, pull=pull,
+                     personalize=personalize)  # fmt: skip
     config = uvicorn_config(app, limits, host=host, port=port or 0, tls_cert=tls_cert,
                             tls_key=tls_key)  # fmt: skip
     server = uvicorn.Server(config)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from edgetune import litert, preprocessing
+from edgetune import litert, preprocessing, split
 from edgetune.bundle import VerifiedBundle
 from edgetune.errors import EdgetuneError
 
@@ -68,6 +68,7 @@ class LoadedModel:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_signature()
+        self.split = _SplitRuntime.of(bundle) if bundle.manifest.split else None
 
     def _check_signature(self) -> None:
         spec = self.spec
@@ -81,23 +82,54 @@ class LoadedModel:
             raise ModelLoadError(f"model has {classes} outputs for {len(spec.labels)} labels")
 
     def scores(self, pixels: np.ndarray) -> np.ndarray:
-        """Class scores (dequantized, float32) for one uint8 image `(H, W, C)` from `to_pixels`."""
+        """Class scores (dequantized, float32) for one uint8 image `(H, W, C)` from `to_pixels`.
+
+        A bundle that serves its split model answers with its extractor and head.
+        """
+        if self.split is not None and self.split.serve == "split":
+            return self.split.base_head.probabilities(self.embed(pixels[np.newaxis]))[0]
         x = preprocessing.normalize(pixels[np.newaxis], self.spec)
         with self._lock:
             return litert.run_one(self._interpreter, x)
 
-    def predict(
-        self, image_bytes: bytes, max_pixels: int = preprocessing.DEFAULT_MAX_PIXELS
-    ) -> dict[str, Any]:
-        """Decodes an encoded image and classifies it.
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """Embeddings [N, D] of uint8 images [N, H, W, C] by the bundle's int8 extractor.
+
+        Raises:
+            ModelLoadError: the bundle has no split model.
+        """
+        if self.split is None:
+            raise ModelLoadError(f"bundle {self.version} has no split model to personalize")
+        x = preprocessing.normalize(pixels, self.spec)
+        with self.split.lock:
+            return split.embeddings(self.split.interpreter, x)
+
+    def pixels(self, image_bytes: bytes, max_pixels: int) -> np.ndarray:
+        """An encoded image as the model's uint8 pixels (H, W, C).
 
         Raises:
             ImageDecodeError: the bytes are not an accepted image (message says why).
         """
-        pixels = preprocessing.image_bytes_to_pixels(
+        return preprocessing.image_bytes_to_pixels(
             image_bytes, self.spec, source="request body", max_pixels=max_pixels
         )
-        scores = self.scores(pixels)
+
+    def predict(
+        self,
+        image_bytes: bytes,
+        max_pixels: int = preprocessing.DEFAULT_MAX_PIXELS,
+        head: split.Head | None = None,
+    ) -> dict[str, Any]:
+        """Decodes an encoded image and classifies it (with `head` on the extractor, if given).
+
+        Raises:
+            ImageDecodeError: the bytes are not an accepted image (message says why).
+        """
+        pixels = self.pixels(image_bytes, max_pixels)
+        if head is None:
+            scores = self.scores(pixels)
+        else:
+            scores = head.probabilities(self.embed(pixels[np.newaxis]))[0]
         index = int(np.argmax(scores))
         return {
             "label": self.spec.labels[index],
@@ -112,3 +144,33 @@ class LoadedModel:
         got = np.array([int(np.argmax(self.scores(p))) for p in pixels])
         agreement = float(np.mean(got == expected)) if len(expected) else 0.0
         return SmokeResult(agreement, len(expected), bundle.manifest.smoke_min_agreement)
+
+
+@dataclass(frozen=True)
+class _SplitRuntime:
+    """The bundle's int8 extractor in its own interpreter, and its base head."""
+
+    interpreter: Interpreter
+    extractor_sha256: str
+    base_head: split.Head
+    base_head_sha256: str
+    serve: str
+    lock: threading.Lock
+
+    @classmethod
+    def of(cls, bundle: VerifiedBundle) -> _SplitRuntime:
+        entry = bundle.manifest.split
+        try:
+            head = split.Head.from_bytes(bundle.files[entry.head], entry.head)
+            interpreter = Interpreter(model_content=bundle.files[entry.extractor], num_threads=1)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:  # HeadError is a ValueError
+            raise ModelLoadError(f"split model of {bundle.version}: {e}") from None
+        out = interpreter.get_output_details()[0]
+        if int(np.prod(out["shape"][1:])) != head.shape[0]:
+            raise ModelLoadError(
+                f"{entry.extractor} gives {list(out['shape'])}; {entry.head} takes {head.shape[0]}"
+            )
+        listed = bundle.manifest.files
+        return cls(interpreter, listed[entry.extractor].sha256, head, listed[entry.head].sha256,
+                   entry.serve, threading.Lock())  # fmt: skip

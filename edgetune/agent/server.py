@@ -12,7 +12,19 @@ Endpoints (JSON answers; errors as ``{"detail": "<one-line reason>"}``):
 - ``POST /predict``: body is a PNG, JPEG or BMP file sent as ``Content-Type: image/...``, or
   a ``multipart/form-data`` form holding exactly one such file (the same byte limit applies
   to the whole form); ``{label, index, scores, version}``. 400 not an image or a malformed
-  form, 413 too many pixels or bytes, 415 other content types, 429 busy, 503 no model installed.
+  form, 413 too many pixels or bytes, 415 other content types, 429 busy, 503 no model installed. With a
+  personal head, the bundle's int8 extractor and that head answer.
+- ``POST /samples?label=<label>`` (token; or header ``X-Label``): body is an image as for
+  /predict, kept on the device for personalization; answers counts only. 400 no label or
+  not an image, 409 the bundle has no split model, 413 too large, 422 unknown label.
+- ``POST /personalize`` (token): trains a head on the samples and installs it only if it
+  beats the serving head on the held-out samples by ``min_gain_points``; 422 too few
+  samples (the message says how many), 409 no split model, 429 busy.
+- ``POST /personalize/rollback`` (token): serves the previous head again.
+- ``GET /head-update`` (token): the personal head's weight change against the bundle's
+  head, its sample count and the extractor's sha256 (federated averaging); 409 none yet.
+
+No endpoint returns a stored sample.
 
 ``/predict`` and ``/health`` need no token unless ``--predict-token-file`` is given: they
 change nothing, and the agent binds to loopback unless told otherwise. Browsers' cross-site
@@ -40,8 +52,10 @@ from starlette.concurrency import run_in_threadpool
 from edgetune import __version__
 from edgetune.agent.forms import FORM_TYPE, FormImageType, FormRejected, image_from_form
 from edgetune.agent.limits import AgentLimits, ImageTooLarge, SameOriginOnly, check_image_size
+from edgetune.agent.personal import NoPersonalHead, NoSplitModel, PersonalizeConfig, TooFewSamples
 from edgetune.agent.pull import PullConfig, Puller
-from edgetune.agent.service import Agent, NoModel, PreconditionFailed
+from edgetune.agent.samples import SampleStore, SampleTooLarge
+from edgetune.agent.service import Agent, NoModel, PreconditionFailed, UnknownLabel
 from edgetune.agent.store import NoPreviousVersion, VersionConflict
 from edgetune.agent.tokens import read_token
 from edgetune.errors import EdgetuneError
@@ -67,6 +81,7 @@ def create_app(
     allow_origins: Iterable[str] = (),
     allow_hosts: Iterable[str] = (),
     pull: PullConfig | None = None,
+    personalize: PersonalizeConfig | None = None,
 ) -> FastAPI:
     """Builds the agent app and restores the version `state_dir` points at.
 
@@ -79,6 +94,8 @@ def create_app(
         allow_origins: browser origins allowed to call the agent (none by default).
         allow_hosts: Host names accepted besides IP addresses and localhost.
         pull: when given, a background thread follows this signed channel while the app runs.
+        personalize: the device's own gate and training settings (defaults:
+            `PersonalizeConfig()`); the sample store's limits are in `limits`.
 
     Returns:
         The FastAPI app, ready for uvicorn.
@@ -87,7 +104,8 @@ def create_app(
         raise EdgetuneError("the agent token is empty")
     limits = limits or AgentLimits()
     key = trusted_key if isinstance(trusted_key, Ed25519PublicKey) else load_public_key(trusted_key)
-    agent = Agent(state_dir, key, limits.max_bundle_bytes)
+    samples = SampleStore(state_dir, limits.max_samples, limits.max_sample_store_bytes)
+    agent = Agent(state_dir, key, limits.max_bundle_bytes, samples=samples, personalize=personalize)
     agent.restore()
     app = FastAPI(title="edgetune agent", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=_pull_lifespan(agent, pull, limits))  # fmt: skip
@@ -119,6 +137,39 @@ def create_app(
     def health() -> dict[str, Any]:
         return agent.health()
 
+    @app.post("/samples", status_code=201)
+    async def add_sample(request: Request, label: str = "") -> dict[str, Any]:
+        push_auth(request)
+        label = label or request.headers.get("x-label", "")
+        if not label:
+            raise HTTPException(400, "no label: give ?label=<one of the model's labels> or X-Label")
+        _require_image_type(request)
+        data = await _read_body(request, limits.max_image_bytes, limits.body_timeout_s)
+        try:
+            data = _image_of(request, data)
+        except FormImageType as e:
+            raise HTTPException(415, str(e)) from None
+        except FormRejected as e:
+            raise HTTPException(400, str(e)) from None
+        return await _personal(agent.add_sample, data, label, limits.max_pixels)
+
+    @app.post("/personalize")
+    async def personalize(request: Request) -> dict[str, Any]:
+        push_auth(request)
+        async with _exclusive(install_lock, "an install or personalization is in progress"):
+            return await _personal(agent.personalize)
+
+    @app.post("/personalize/rollback")
+    async def rollback_head(request: Request) -> dict[str, Any]:
+        push_auth(request)
+        async with _exclusive(install_lock, "an install or personalization is in progress"):
+            return await _personal(agent.rollback_head)
+
+    @app.get("/head-update")
+    async def head_update(request: Request) -> dict[str, Any]:
+        push_auth(request)
+        return await _personal(agent.head_update)
+
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
         if predict_auth:
@@ -144,6 +195,26 @@ def create_app(
                 raise HTTPException(400, str(e)) from None
 
     return app
+
+
+async def _personal(method, *args: Any) -> dict[str, Any]:
+    """Runs a personalization call in a worker thread and maps its refusals to statuses."""
+    try:
+        return await run_in_threadpool(method, *args)
+    except NoModel as e:
+        raise HTTPException(503, str(e)) from None
+    except (NoSplitModel, NoPersonalHead) as e:
+        raise HTTPException(409, str(e)) from None
+    except (UnknownLabel, TooFewSamples) as e:
+        raise HTTPException(422, str(e)) from None
+    except (ImageTooLarge, SampleTooLarge) as e:
+        raise HTTPException(413, str(e)) from None
+    except ImageDecodeError as e:
+        raise HTTPException(413 if e.kind == "too many pixels" else 400, str(e)) from None
+    except OSError as e:
+        if e.errno in _NO_ROOM:
+            raise HTTPException(507, f"no room on the device: {e.strerror}") from None
+        raise
 
 
 def _pull_lifespan(agent: Agent, pull: PullConfig | None, limits: AgentLimits):

@@ -10,7 +10,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edgetune.agent.limits import check_image_size
+from edgetune.agent.personal import NoSplitModel, PersonalizeConfig, Personalizer
 from edgetune.agent.runtime import LoadedModel, SmokeResult
+from edgetune.agent.samples import SampleStore
 from edgetune.agent.store import NoPreviousVersion, State, VersionConflict, VersionStore
 from edgetune.bundle import MAX_BUNDLE_BYTES, VerifiedBundle, open_bundle
 from edgetune.errors import EdgetuneError
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class NoModel(EdgetuneError):
     """Nothing is installed yet, so there is nothing to predict with."""
+
+
+class UnknownLabel(EdgetuneError):
+    """A sample's label is not one of the served model's labels."""
 
 
 class PreconditionFailed(EdgetuneError):
@@ -57,8 +64,14 @@ class Agent:
         state_dir: str | os.PathLike[str],
         trusted_key: Ed25519PublicKey,
         max_bundle_bytes: int = MAX_BUNDLE_BYTES,
+        *,
+        samples: SampleStore | None = None,
+        personalize: PersonalizeConfig | None = None,
     ) -> None:
         self.store = VersionStore(state_dir)
+        self.personal = Personalizer(
+            state_dir, samples if samples is not None else SampleStore(state_dir), personalize
+        )
         self._key = trusted_key
         self._max_bytes = max_bundle_bytes
         self._lock = threading.Lock()
@@ -140,6 +153,8 @@ class Agent:
             self.store.install(bundle)
             self._state = self.store.activate(state, bundle)
             self._serve(served)
+            split = bundle.manifest.split
+            self.personal.on_install(served.model, split.personal_head if split else "reset")
         return self.report()
 
     def rollback(self, order_body: bytes, if_match: str | None = None) -> dict[str, Any]:
@@ -186,7 +201,8 @@ class Agent:
         }
         if served is None:
             empty = {"status": STATUS_EMPTY, "version": None, "smoke": None, "model_sha256": None}
-            return {**empty, **common, "error": self._error}
+            personal = {"personalization": self.personal.health(None)}
+            return {**empty, **common, "error": self._error, **personal}
         return {
             "status": served.status,
             "version": served.model.version,
@@ -194,6 +210,7 @@ class Agent:
             "model_sha256": served.model.model_sha256,
             **common,
             "error": None,
+            "personalization": self.personal.health(served.model),
         }
 
     def predict(self, image_bytes: bytes, max_pixels: int) -> dict[str, Any]:
@@ -203,10 +220,53 @@ class Agent:
             NoModel: nothing is installed.
             ImageDecodeError: the bytes are not an accepted image.
         """
+        model = self.served_model()
+        return model.predict(image_bytes, max_pixels, head=self.personal.head_for(model))
+
+    def add_sample(self, image_bytes: bytes, label: str, max_pixels: int) -> dict[str, Any]:
+        """Keeps one labelled image on the device for personalization; answers with counts only.
+
+        Raises:
+            NoModel: nothing is installed (the spec that shapes the pixels comes with it).
+            NoSplitModel: the served bundle cannot be personalized.
+            UnknownLabel: `label` is not one of the model's labels.
+            ImageDecodeError: the bytes are not an accepted image.
+            ImageTooLarge: the header declares more than `max_pixels`.
+            SampleTooLarge: the sample alone exceeds the store's byte limit.
+        """
+        model = self.served_model()
+        if model.split is None:
+            raise NoSplitModel(
+                f"bundle {model.version} has no split model; it cannot be personalized"
+            )
+        if label not in model.spec.labels:
+            raise UnknownLabel(f"label {label!r} is not one of {list(model.spec.labels)}")
+        check_image_size(image_bytes, max_pixels)
+        dropped = self.personal.samples.add(model.pixels(image_bytes, max_pixels), label)
+        return {"stored": True, "dropped": dropped, "samples": self.personal.samples.counts()}
+
+    def personalize(self) -> dict[str, Any]:
+        """Trains and gates a personal head (see `Personalizer.personalize`)."""
+        return self.personal.personalize(self.served_model())
+
+    def rollback_head(self) -> dict[str, Any]:
+        """Serves the previous personal head again (see `Personalizer.rollback`)."""
+        return self.personal.rollback(self.served_model())
+
+    def head_update(self) -> dict[str, Any]:
+        """The personal head's weight change and sample count (see `Personalizer.update`)."""
+        return self.personal.update(self.served_model())
+
+    def served_model(self) -> LoadedModel:
+        """The model being served.
+
+        Raises:
+            NoModel: nothing is installed.
+        """
         served = self._served
         if served is None:
             raise NoModel("no model installed; push a bundle first")
-        return served.model.predict(image_bytes, max_pixels)
+        return served.model
 
     def _check_precondition(self, if_match: str | None) -> None:
         if if_match is not None and if_match.strip() != self.etag:
