@@ -13,7 +13,7 @@ PORT ?= 5000
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo-data zoo local-run local-run-tiny compile submit test test-fast lint format mlflow-ui bench images clean
+.PHONY: help install demo-data zoo local-run local-run-tiny federate-local compile submit test test-fast lint format mlflow-ui bench images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ local-run: $(STAMP) demo-data ## run the whole pipeline here (kfp.local), deploy
 
 local-run-tiny: PRESET = tiny
 local-run-tiny: local-run ## the same, with tiny settings (about two minutes)
+
+federate-local: $(STAMP) ## 3 federated rounds over 3 local agents from the newest local run's bundle (run make local-run first)
+	$(BIN)/python -m edgetune.pipelines.federate_local $(ARGS)
 
 compile: $(STAMP) ## write the KFP v2 IR YAML to pipelines/edgetune_pipeline.yaml
 	$(BIN)/edgetune compile --out pipelines/edgetune_pipeline.yaml

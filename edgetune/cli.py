@@ -34,6 +34,12 @@ def _fleet_status(args: argparse.Namespace) -> int:
     return fleet_status(args)
 
 
+def _fleet_federate(args: argparse.Namespace) -> int:
+    from edgetune.components.federate.command import main as federate
+
+    return federate(args.options)
+
+
 def _demo_data(args: argparse.Namespace) -> int:
     from edgetune.demo_data import write_demo_digits
 
@@ -121,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--trusted-key", default=None, help="verify channel.json with this key")
     status.add_argument("--json", action="store_true", help="print the summary as JSON")
     status.set_defaults(func=_fleet_status)
+    # Its options are declared (and parsed) by its module, imported only when it runs: the
+    # agent image has no components package.
+    federate = fleet.add_parser(
+        "federate",
+        help="federated averaging of the devices' personal heads, gated and rolled out",
+        add_help=False,
+    )
+    federate.add_argument(
+        "options", nargs=argparse.REMAINDER, help="see edgetune fleet federate -h"
+    )
+    federate.set_defaults(func=_fleet_federate)
 
     demo = sub.add_parser("demo-data", help="write the UCI digits (scikit-learn) as a PNG folder")
     demo.add_argument("--out", default="data/digits")

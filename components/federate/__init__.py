@@ -1,0 +1,1 @@
+"""federate: federated averaging of the devices' personal heads, gated and rolled out."""
