@@ -40,6 +40,31 @@ def to_float16_tflite(model: Any) -> bytes:
     return converter.convert()
 
 
+def to_int16x8_tflite(model: Any, representative: np.ndarray) -> bytes:
+    """16x8: int16 activations and I/O, int8 weights (TFLite's experimental 16x8 ops set).
+
+    Raises:
+        EdgetuneError: the converter has no 16x8 kernel for an op of the model.
+    """
+    import tensorflow as tf
+
+    def samples():
+        for x in representative:
+            yield [x[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    converter.target_spec.supported_ops = [ops]
+    converter.inference_input_type = converter.inference_output_type = tf.int16
+    try:
+        return converter.convert()
+    except Exception as e:  # ConverterError: an op without a 16x8 kernel
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise EdgetuneError(f"int16x8 conversion failed: {type(e).__name__}: {first}") from None
+
+
 def student_model(
     spec: CandidateSpec,
     teacher: Any,
@@ -105,6 +130,8 @@ def compress(
                             "sparsity": report["sparsity"]}  # fmt: skip
     if spec.quantization == "float16":
         data = to_float16_tflite(model)
+    elif spec.quantization == "int16x8":
+        data = to_int16x8_tflite(model, representative)
     else:
         if spec.quantization == "qat_int8":
             config = qat_config.model_copy(update={"preserve_sparsity": spec.sparsity > 0})
@@ -153,14 +180,14 @@ def run_candidate(
     x_train, _ = training.load_split(data_dir, "train")
     teacher_accuracy = training.accuracy(teacher, x_test, y_test)
     record = functools.partial(CandidateRecord, spec.to_dict(), teacher_accuracy=teacher_accuracy)
-    try:
-        model = student_model(spec, teacher, logits, data_dir, device, configs.distill)
-    except EdgetuneError as e:
-        return record({}, {}, seconds=time.perf_counter() - start, problem=str(e))
     representative = representative_set(x_train, configs.convert.representative_samples,
                                         configs.convert.seed)  # fmt: skip
-    path, stages = compress(spec, model, data_dir, representative, out_dir,
-                            prune_config=configs.prune, qat_config=configs.qat)  # fmt: skip
+    try:  # a student too large, a quantization the converter cannot do: no file, a reason
+        model = student_model(spec, teacher, logits, data_dir, device, configs.distill)
+        path, stages = compress(spec, model, data_dir, representative, out_dir,
+                                prune_config=configs.prune, qat_config=configs.qat)  # fmt: skip
+    except EdgetuneError as e:
+        return record({}, {}, seconds=time.perf_counter() - start, problem=str(e))
     latency = interleaved_latency_ms([path], x_test[:1])[0]
     figures = measure(path, x_test, y_test, device, latency).to_dict()
     return record(figures, stages, seconds=time.perf_counter() - start)

@@ -54,7 +54,7 @@ def choose(
     scored = [
         Scored(r.name, r.measured["accuracy"], r.measured["flash_bytes"],
                r.measured["arena_bytes"], latencies_ms.get(r.name, r.measured["latency_ms"]),
-               r.measured.get("tflm_supported"))
+               r.measured.get("tflm_supported"), r.measured.get("int8_problem", ""))
         for r in made
     ]  # fmt: skip
     verdict = select(scored, float_accuracy, max_drop_points, device, champion,

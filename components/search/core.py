@@ -22,7 +22,8 @@ from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import StepConfig
 
-Quantization = Literal["ptq_int8", "qat_int8", "float16"]
+# int16x8: int16 activations, int8 weights (TFLite's experimental 16x8 mode), int16 I/O.
+Quantization = Literal["ptq_int8", "qat_int8", "float16", "int16x8"]
 TEACHER = "teacher"  # the fine-tuned model itself, no distillation
 # Today's fixed recipe, the one candidate when the search is off: the fine-tuned model pruned
 # to `target_sparsity`, prune-preserving QAT, int8.
@@ -48,7 +49,8 @@ class SearchConfig(StepConfig):
     quantization: list[Quantization] = Field(
         ["ptq_int8"],
         min_length=1,
-        description="quantizations to try: ptq_int8, qat_int8, float16",
+        description="quantizations to try: ptq_int8, qat_int8, float16, int16x8 (16-bit "
+        "activations, 8-bit weights)",
     )
     students: list[str] = Field(
         [TEACHER, "digitnet@0.25"],
@@ -219,6 +221,7 @@ class Scored:
     arena_bytes: int
     latency_ms: float
     tflm_supported: bool | None = None
+    ship_problem: str = ""  # why the device cannot take the file as the gate ships it
 
 
 @dataclass(frozen=True)
@@ -283,4 +286,6 @@ def _failures(
         why.append(f"arena {c.arena_bytes} B > RAM {device.ram_bytes} B")
     if device.runtime == "tflite-micro" and c.tflm_supported is False:
         why.append("TFLite Micro cannot run it")
+    if c.ship_problem:
+        why.append(f"cannot ship: {c.ship_problem}")
     return why

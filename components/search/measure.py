@@ -43,6 +43,7 @@ class Measured:
     tflm_agreement: float | None = None
     tflm_supported: bool | None = None
     problems: tuple[str, ...] = ()
+    int8_problem: str = ""  # why the file is not full-integer int8, as the gate requires
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as plain JSON values."""
@@ -65,7 +66,7 @@ def measure(
         profile: the target device (its runtime decides whether TFLite Micro runs).
         latency_ms: this file's LiteRT latency, from `interleaved_latency_ms`.
     """
-    from edgetune.components.convert.arena import measure_arena
+    from edgetune.components.convert.arena import full_integer_problem, measure_arena
 
     path = Path(path)
     data = path.read_bytes()
@@ -89,6 +90,7 @@ def measure(
         latency_ms=latency_ms,
         device_latency_ms_estimate=device_ms,
         energy_uj_estimate=device_ms * profile.active_power_mw if profile.active_power_mw else None,
+        int8_problem=full_integer_problem(path),
         **micro,
     )
 

@@ -17,7 +17,7 @@ from edgetune.components.common.outputs import StepOutput
 ROW_KEYS = (
     "accuracy", "flash_bytes", "gzip_bytes", "arena_bytes", "arena_source", "latency_ms",
     "macs", "device_latency_ms_estimate", "energy_uj_estimate", "tflm_accuracy",
-    "tflm_agreement", "tflm_supported", "ops",
+    "tflm_agreement", "tflm_supported", "ops", "int8_problem",
 )  # fmt: skip
 
 

@@ -12,7 +12,8 @@ from edgetune.components.search.distill import DistillSettings
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("quantization", "dtype"), [("ptq_int8", np.int8), ("float16", np.float32)]
+    ("quantization", "dtype"),
+    [("ptq_int8", np.int8), ("float16", np.float32), ("int16x8", np.int16)],
 )
 def test_unpruned_teacher_branch_writes_the_quantization_it_names(
     float_run, tmp_path, quantization, dtype

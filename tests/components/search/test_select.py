@@ -44,6 +44,18 @@ def test_smallest_candidate_within_the_budget_that_fits_is_chosen():
     assert "big" not in picked.rejected
 
 
+def test_a_file_the_gate_would_not_ship_is_rejected_with_its_reason():
+    int16 = Scored("t-s0-int16x8", 0.95, 20_000, 9_000, 1.0, tflm_supported=True,
+                   ship_problem="input/output x is not int8; the device runs int8 only")  # fmt: skip
+
+    picked = select([*SCORED, int16], FLOAT_ACCURACY, 1.0, MCU)
+
+    assert picked.chosen == "small"
+    assert picked.rejected["t-s0-int16x8"] == [
+        "cannot ship: input/output x is not int8; the device runs int8 only"
+    ]
+
+
 def test_ties_on_flash_go_to_the_smaller_arena_then_the_faster():
     same = [
         Scored("a", 0.95, 40_000, 20_000, 1.0),
