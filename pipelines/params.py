@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import ValidationError
 
+from edgetune.components.search.core import SearchConfig
 from edgetune.config import load_yaml, packaged_file
 from edgetune.errors import EdgetuneError
 from edgetune.pipelines.parameters import DECLARED, MODELS, SOURCES
@@ -129,7 +130,7 @@ def validate_values(params: dict[str, Any], *, local: bool = True, data: bool = 
             on a cluster (submit) they are paths inside the pods, checked for form only.
         data: check data_uri too (False: the caller checks it once it has written it).
     """
-    step_configs(params)
+    configs = step_configs(params)
     if data:
         check_data_uri(str(params.get("data_uri", "")), local=local)
     check_tracking_uri(str(params.get("tracking_uri", "")))
@@ -137,7 +138,7 @@ def validate_values(params: dict[str, Any], *, local: bool = True, data: bool = 
         check_local_tracking_uri(str(params.get("tracking_uri", "")))
         for name in FILE_PARAMETERS:
             check_file(name, str(params.get(name) or ""))
-    _check_device_and_zoo(params, local=local)
+    _check_device_and_zoo(params, local=local, search=configs.get(SearchConfig))
     if local and params.get("fleet_file"):
         from edgetune.fleet import load_fleet
 
@@ -148,7 +149,10 @@ def validate_values(params: dict[str, Any], *, local: bool = True, data: bool = 
         load_private_key(params["signing_key"])
 
 
-def _check_device_and_zoo(params: dict[str, Any], *, local: bool) -> None:
+def _check_device_and_zoo(
+    params: dict[str, Any], *, local: bool, search: SearchConfig | None = None
+) -> None:
+    from edgetune.components.search.core import candidates
     from edgetune.config import device_profile
     from edgetune.zoo.registry import load_zoo
 
@@ -156,7 +160,11 @@ def _check_device_and_zoo(params: dict[str, Any], *, local: bool) -> None:
     zoo_file = params.get("zoo_file") or None
     if devices and not local:
         return  # a file in the pods: the profile is checked there
-    device_profile(params.get("device_profile", DECLARED["device_profile"].default), devices)
+    profile = device_profile(
+        params.get("device_profile", DECLARED["device_profile"].default), devices
+    )
+    if search is not None:  # a space the device cannot run (float16 on TFLite Micro)
+        candidates(search, profile, params.get("target_sparsity", 0.5))
     if zoo_file and not local:
         return
     zoo = load_zoo(zoo_file)

@@ -143,6 +143,9 @@ def test_an_int_is_a_float_of_the_declared_type_and_data_uri_is_required(tiny):
         ({"data_uri": "/no/such/folder"}, "data_uri='/no/such/folder': no such file or folder"),
         ({"signing_key": "/no/key.pem"}, "signing_key='/no/key.pem': no such file"),
         ({"fleet_file": "/no/fleet.yaml"}, "fleet_file='/no/fleet.yaml': no such file"),
+        ({"search_students": ["resnet"]}, "search student 'resnet'; accepted: 'teacher' or"),
+        ({"search_sparsity": [0.5, 0.5]}, r"search_sparsity=\[0.5, 0.5\] lists a value twice"),
+        ({"search_quantization": ["float16"]}, "cortex-m7 runs TFLite Micro, which has no float16"),
     ],
 )
 def test_bad_values_fail_up_front_naming_the_value(tiny, change, named):
