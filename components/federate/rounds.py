@@ -60,17 +60,43 @@ def run_rounds(
     wanted = [t.strip() for t in tags.split(",") if t.strip()]
     devices = select(load_fleet(fleet_file), wanted)
     base = open_bundle(bundle_path, trusted_key)
-    results = []
+    results: list[dict[str, Any]] = []
+    try:
+        _loop(results, rounds, base, devices, x_test, y_test, config, Path(out_dir), signing_key,
+              trusted_key, (run_name, tracking_uri, experiment))  # fmt: skip
+    except BaseException:
+        _close_parent(run_name, tracking_uri, experiment, "FAILED")
+        raise
+    _close_parent(run_name, tracking_uri, experiment, "FINISHED")
+    return results
+
+
+def _loop(results, rounds, base, devices, x_test, y_test, config, out_dir, signing_key,
+          trusted_key, tracked) -> None:  # fmt: skip
+    """The rounds, appended to `results` as they finish (kept when a later one fails)."""
+    run_name, tracking_uri, experiment = tracked
     for _ in range(rounds):
         number = round_of(base) + 1
         work = functools.partial(_one_round, base, devices, x_test, y_test, config,
-                                 Path(out_dir) / f"round-{number}", signing_key)  # fmt: skip
+                                 out_dir / f"round-{number}", signing_key)  # fmt: skip
         result = _tracked(number, run_name, tracking_uri, experiment, work)
         results.append(result)
         if "bundle" not in result:
             break
         base = open_bundle(result["bundle"], trusted_key)
-    return results
+
+
+def _close_parent(run_name: str, tracking_uri: str, experiment: str, status: str) -> None:
+    """Ends the rounds' parent MLflow run (nothing without a run name)."""
+    if not run_name:
+        return
+    import mlflow
+
+    from edgetune.components.common import tracking
+
+    ctx = tracking.run_context(run_name, "", tracking_uri, experiment)
+    parent = tracking.parent_run(tracking.use_experiment(ctx.tracking_uri, ctx.experiment), ctx)
+    mlflow.MlflowClient().set_terminated(parent.info.run_id, status)
 
 
 def _one_round(

@@ -64,7 +64,9 @@ def test_a_round_averages_the_updates_gates_and_ships_a_split_bundle(
         health = httpx.get(f"{agent.url}/health").json()
         assert (health["version"], health["status"]) == ("1.0.0-fed1", "ok")
         assert health["personalization"]["head_version"] == 0
-    run = models.runs_of(tracking_uri, run_name)["federate-round-1"]
+    runs = models.runs_of(tracking_uri, run_name)
+    assert runs["pipeline"].info.status == "FINISHED"  # the parent of the rounds is closed
+    run = runs["federate-round-1"]
     assert run.data.metrics["devices_answered"] == 2 and run.data.metrics["devices_skipped"] == 1
     assert run.data.metrics["accuracy_after"] == report["accuracy_after"]
 
