@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data_scale, fleet_rollout
+from benchmarks import data_scale, federated, fleet_rollout
 from benchmarks.common import REPO, RESULTS_DIR
 
 README = REPO / "benchmarks" / "README.md"
@@ -31,6 +31,7 @@ SECTIONS = (
     "data_scale",
     "search",
     "fleet_rollout",
+    "federated",
 )
 TITLES = {
     "compression": "1. Compression paths (one fine-tuned float model, measured in LiteRT)",
@@ -42,6 +43,7 @@ TITLES = {
     "data_scale": "7. Data at scale (ingest + preprocess, training input, peak RSS)",
     "search": "8. Compression search (candidates on the shipped file, the rule's choice, distillation)",
     "fleet_rollout": "9. Fleet rollout (staged push to 1-200 agents, 200-agent pull channel, a bad model, agent RSS)",
+    "federated": "10. On-device personalization and federated averaging (10 shifted devices)",
 }
 
 
@@ -565,6 +567,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         "data_scale": data_scale.report_lines,
         "search": search_lines,
         "fleet_rollout": fleet_rollout.report_lines,
+        "federated": federated.report_lines,
     }
     for name in SECTIONS:
         lines.append(f"### {TITLES[name]}")

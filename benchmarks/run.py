@@ -24,6 +24,7 @@ from benchmarks import (
     compression,
     data_scale,
     fanout,
+    federated,
     fleet_rollout,
     input_pipeline,
     machine,
@@ -44,6 +45,7 @@ SECTIONS = (
     "data_scale",
     "search",
     "fleet_rollout",
+    "federated",
     "pipeline_time",
 )
 SCHEMA = 1
@@ -77,6 +79,8 @@ def _section(name: str, work: Path, done: dict[str, Any]) -> dict[str, Any]:
         return pipeline_time.run(target)
     if name == "data_scale":
         return data_scale.run(target)
+    if name == "federated":
+        return federated.run(target)
     raise ValueError(f"unknown section {name!r}; accepted: {', '.join(SECTIONS)}")
 
 
