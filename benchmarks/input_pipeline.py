@@ -20,11 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from benchmarks.common import Progress, default_preset, emit, median, prepared_data, timed
-from edgetune import files
 from edgetune.components.common import training
+from edgetune.components.ingest import shards as dataset_shards
 
 VARIANTS = {
     "edgetune": "edgetune: decoded once, uint8 .npz, tf.data from arrays",
@@ -35,7 +33,7 @@ VARIANTS = {
 
 def training_files_folder(dataset_dir: Path, source: Path, out: Path) -> int:
     """A class-per-folder tree of symlinks to exactly the files ingest put in the train split."""
-    table = pq.read_table(dataset_dir / files.DATASET_PARQUET, columns=["path", "label", "split"])
+    table = dataset_shards.read_columns(dataset_dir, columns=["path", "label", "split"])
     count = 0
     columns = (table.column(c).to_pylist() for c in table.column_names)
     for path, label, split in zip(*columns, strict=True):

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 # ingest
-DATASET_PARQUET = "dataset.parquet"
+DATASET_SHARD = "dataset-{index:05d}.parquet"  # encoded images, split and label per row
+DATASET_INDEX = "dataset_index.json"  # the shard set, written last: without it, incomplete
 INGEST_REPORT = "ingest_report.json"
 # select_model
 SELECTION = "selection.json"

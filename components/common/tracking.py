@@ -350,19 +350,19 @@ TAG_DATA_FINGERPRINT = "edgetune.data_fingerprint"
 DIGEST_CHARS = 36  # MLflow's dataset digest column holds 36 characters
 
 
-def log_dataset(table: str | os.PathLike, fingerprint: str, *, name: str = "edgetune-data") -> None:
-    """Logs ingest's table (one row per image) as a dataset input of the run and its parent.
+def log_dataset(
+    frame: Any, source: str | os.PathLike, fingerprint: str, *, name: str = "edgetune-data"
+) -> None:
+    """Logs ingest's dataset (a DataFrame, one row per image) as an input of the run and its parent.
 
     The digest is the dataset fingerprint (its first 36 characters, what MLflow's column
     holds; the whole one is the `edgetune.data_fingerprint` tag of both runs).
     """
     import mlflow
-    import pandas as pd
     from mlflow.entities import DatasetInput, InputTag
 
-    frame = pd.read_parquet(table)
     dataset = mlflow.data.from_pandas(
-        frame, source=str(table), name=name, digest=fingerprint[:DIGEST_CHARS]
+        frame, source=str(source), name=name, digest=fingerprint[:DIGEST_CHARS]
     )
     mlflow.log_input(dataset, context="training")
     mlflow.set_tag(TAG_DATA_FINGERPRINT, fingerprint)

@@ -25,10 +25,10 @@ def ingest(
     fold_case: bool = False,
     label_map: Optional[dict] = None,  # noqa: UP045 - KFP reads the annotation
 ):
-    """Writes dataset.parquet and ingest_report.json (fingerprint, counts, quarantine)."""
-    from edgetune import files, progress
+    """Writes the dataset (Parquet shards, dataset_index.json) and ingest_report.json."""
+    from edgetune import progress
     from edgetune.components.common import tracking
-    from edgetune.components.ingest import core
+    from edgetune.components.ingest import core, shards
 
     with tracking.component_run("ingest", run_name, pipeline_run_id, tracking_uri, experiment):
         settings = dict(val_fraction=val_fraction, test_fraction=test_fraction,
@@ -46,4 +46,5 @@ def ingest(
             mlflow.log_artifact(str(stopped.report_path))
             raise
         tracking.record(report, dataset)
-        tracking.log_dataset(f"{dataset.path}/{files.DATASET_PARQUET}", report.fingerprint)
+        listed = shards.read_columns(dataset.path, ["path", "label", "split", "sha256"])
+        tracking.log_dataset(listed.to_pandas(), dataset.path, report.fingerprint)

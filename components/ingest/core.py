@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydantic import Field, model_validator
 
 from edgetune import files
 from edgetune.components.ingest import report as reporting
+from edgetune.components.ingest import shards
 from edgetune.components.ingest.examine import ACCEPTED_SCHEMA, Progress, examine_all
 from edgetune.components.ingest.report import Findings, IngestReport
 from edgetune.components.ingest.sources import LabelRules, Listing, open_source
@@ -32,7 +34,6 @@ from edgetune.preprocessing import DEFAULT_MAX_PIXELS
 from edgetune.step_config import StepConfig
 
 SPLITS = ("train", "val", "test")
-ROW_GROUP_ROWS = 256  # images per Parquet row group: what a streaming reader holds at once
 
 __all__ = ["SPLITS", "IngestReport", "IngestStopped", "assign_splits", "ingest", "split_position"]
 
@@ -105,7 +106,8 @@ def ingest(
             with one sub-folder per class; a `.parquet` table with columns `image` (encoded
             bytes) and `label` (optionally `path` or `name`); or a manifest, `.csv` or
             `.parquet`, with columns `path` and `label`.
-        out_dir: where `dataset.parquet` and `ingest_report.json` are written.
+        out_dir: where the dataset (Parquet shards and `dataset_index.json`, see `shards.py`)
+            and `ingest_report.json` are written.
         val_fraction: share of each class's content that goes to validation, in (0, 1).
         test_fraction: share that goes to test, in (0, 1); val + test must be < 1.
         max_quarantine_fraction: the run stops when a larger share of images is unusable.
@@ -127,7 +129,9 @@ def ingest(
     listing = open_source(source, rules)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(out / files.DATASET_PARQUET) as accepted_path:
+    shards.unpublish(out)  # an earlier dataset here must not pass for this run's
+    with tempfile.TemporaryDirectory(prefix=".ingest-", dir=out) as staging:
+        accepted_path = Path(staging) / "accepted.parquet"
         accepted, quarantined = examine_all(listing, accepted_path, max_pixels, progress)
         findings = reporting.analyse(accepted, quarantined, listing.classes)
         stops = reporting.problems(findings, listing.total, max_quarantine_fraction, min_per_class)
@@ -147,7 +151,8 @@ def ingest(
         files.write_json(report_path, report.to_dict())
         if stops:
             raise IngestStopped(_stop_line(source, stops, report_path), report_path)
-        _write_dataset(accepted_path, splits, report.classes)
+        written = _write_dataset(accepted_path, Path(staging) / "shards", splits, report.classes)
+        shards.publish(Path(staging) / "shards", out, written, fingerprint=report.fingerprint)
     return report
 
 
@@ -266,30 +271,31 @@ def _report(
     )
 
 
-def _write_dataset(accepted_path: Path, splits: dict[str, str], classes: tuple[str, ...]) -> None:
-    """Rewrites the accepted images in place with their split and class index, chunk by chunk.
+def _write_dataset(
+    accepted_path: Path, staged: Path, splits: dict[str, str], classes: tuple[str, ...]
+) -> list[dict]:
+    """Writes the accepted images with their split and class index into shards, chunk by chunk.
 
     Images whose content has a split are kept (label conflicts have none); the rest are dropped.
+    Returns the shards written into `staged`.
     """
     index = {c: i for i, c in enumerate(classes)}
     schema = ACCEPTED_SCHEMA.insert(2, pa.field("label_index", pa.int32())).insert(
         3, pa.field("split", pa.string())
     )
-    staged = accepted_path.with_name(accepted_path.name + ".rows")
-    os.replace(accepted_path, staged)
+    writer = shards.ShardWriter(staged, schema)
     try:
-        with pq.ParquetWriter(accepted_path, schema) as writer:
-            for batch in pq.ParquetFile(staged).iter_batches(batch_size=ROW_GROUP_ROWS):
-                rows = batch.to_pydict()
-                keep = [i for i, sha in enumerate(rows["sha256"]) if sha in splits]
-                if not keep:
-                    continue
-                columns = {name: [rows[name][i] for i in keep] for name in rows}
-                columns["label_index"] = [index[label] for label in columns["label"]]
-                columns["split"] = [splits[sha] for sha in columns["sha256"]]
-                writer.write_table(pa.table(columns, schema=schema))
+        reader = pq.ParquetFile(accepted_path)
+        for batch in reader.iter_batches(batch_size=shards.ROW_GROUP_ROWS):
+            rows = batch.to_pydict()
+            keep = [i for i, sha in enumerate(rows["sha256"]) if sha in splits]
+            columns = {name: [rows[name][i] for i in keep] for name in rows}
+            columns["label_index"] = [index[label] for label in columns["label"]]
+            columns["split"] = [splits[sha] for sha in columns["sha256"]]
+            writer.write(pa.table(columns, schema=schema))
     finally:
-        staged.unlink()
+        written = writer.close()
+    return written
 
 
 def dataset_fingerprint(pairs: Iterable[tuple[str, str]]) -> str:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 from pydantic import Field
 
 from edgetune import files
 from edgetune.components.common.outputs import StepOutput
+from edgetune.components.ingest import shards as dataset_shards
 from edgetune.components.preprocess.augment import augment
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
@@ -166,7 +166,7 @@ def preprocess(
     the data set. Val and test are never augmented.
 
     Args:
-        dataset_dir: the folder ingest wrote (`dataset.parquet`).
+        dataset_dir: the folder ingest wrote (Parquet shards listed by `dataset_index.json`).
         out_dir: where the outputs go.
         spec: the model's input size, channels and normalisation; its labels must equal
             the dataset's classes, in order.
@@ -181,12 +181,12 @@ def preprocess(
     Raises:
         EdgetuneError: the dataset is missing or its classes differ from `spec.labels`.
     """
-    path, meta = _read_dataset(Path(dataset_dir), spec)
+    meta = _read_dataset(Path(dataset_dir), spec)
     n_train = int(np.sum(meta["split"] == "train"))
     decoded_bytes = spec.height * spec.width * spec.channels
     decoded_bytes *= len(meta["split"]) + n_train * policy.copies
     out = Path(out_dir)
-    batches = decode_batches(path, spec, progress)
+    batches = decode_batches(Path(dataset_dir), spec, progress)
     if decoded_bytes <= max_in_memory_bytes:
         report = _in_memory(batches, meta, out, spec, policy, seed)
     else:
@@ -255,37 +255,35 @@ def _write_preview(
         render_preview(originals, labels, copies, policy.copies).save(tmp, format="PNG")
 
 
-def _read_dataset(dataset_dir: Path, spec: PreprocessSpec) -> tuple[Path, dict[str, np.ndarray]]:
-    """The dataset's path and its small columns (`label_index`, `split`), classes checked."""
-    path = dataset_dir / files.DATASET_PARQUET
-    if not path.is_file():
-        raise EdgetuneError(f"{path}: not found; preprocess reads the dataset ingest writes")
-    table = pq.read_table(path, columns=["label", "label_index", "split"])
+def _read_dataset(dataset_dir: Path, spec: PreprocessSpec) -> dict[str, np.ndarray]:
+    """The dataset's small columns (`label_index`, `split`), its classes checked."""
+    table = dataset_shards.read_columns(dataset_dir, ["label", "label_index", "split"])
     indices, names = table.column("label_index").to_pylist(), table.column("label").to_pylist()
     classes = [label for _, label in sorted(set(zip(indices, names, strict=True)))]
     if tuple(classes) != spec.labels:
         raise EdgetuneError(
-            f"preprocessing spec labels {list(spec.labels)} differ from the classes of {path} "
+            f"preprocessing spec labels {list(spec.labels)} differ from the classes of the dataset "
+            f"{dataset_dir} "
             f"{classes}; build the spec from the dataset's classes, in this order"
         )
     meta = {
         "label_index": np.asarray(indices, dtype=np.int32),
         "split": np.asarray(table.column("split").to_pylist(), dtype=object),
     }
-    return path, meta
+    return meta
 
 
 def decode_batches(
-    path: Path, spec: PreprocessSpec, progress: Progress | None = None
+    dataset_dir: Path, spec: PreprocessSpec, progress: Progress | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields `(pixels, label_index)` a row group at a time, in the dataset's order.
+    """Yields `(pixels, label_index)` a row group at a time, shard after shard, in order.
 
     Decoding runs on a few threads: Pillow releases the GIL while it inflates and resizes.
     """
-    total, done = pq.ParquetFile(path).metadata.num_rows, 0
+    total, done = dataset_shards.num_rows(dataset_dir), 0
     columns = ["path", "label_index", "image"]
     with ThreadPoolExecutor(_DECODE_WORKERS) as pool:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH, columns=columns):
+        for batch in dataset_shards.iter_batches(dataset_dir, columns, _BATCH):
             names, images = batch.column("path").to_pylist(), batch.column("image")
 
             def decode(i: int, names: list = names, images: Any = images) -> np.ndarray:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from edgetune import files
+from edgetune.components.ingest import shards as dataset_shards
 from edgetune.components.ingest.core import (
     SPLITS,
     IngestStopped,
@@ -25,7 +26,7 @@ from edgetune.errors import EdgetuneError
 
 
 def read_rows(out: Path) -> list[dict]:
-    return pq.read_table(out / files.DATASET_PARQUET).to_pylist()
+    return dataset_shards.read_columns(out).to_pylist()
 
 
 def splits_by_path(out: Path) -> dict[str, str]:
@@ -40,7 +41,7 @@ def test_writes_one_row_per_image_with_its_bytes_label_and_size(image_folder, tm
     src = image_folder({"cat": 6, "dog": 7})
     report = ingest(str(src), tmp_path / "out", min_per_class=3)
 
-    table = pq.read_table(tmp_path / "out" / files.DATASET_PARQUET)
+    table = dataset_shards.read_columns(tmp_path / "out")
     assert table.schema.field("label_index").type == pa.int32()
     assert table.schema.field("image").type == pa.binary()
     rows = table.to_pylist()
@@ -118,7 +119,7 @@ def test_unusable_sources_fail_with_one_line_naming_the_cause(
         ingest(str(src), tmp_path / "out")
 
     assert expected in str(error.value) and "\n" not in str(error.value)
-    assert not (tmp_path / "out" / files.DATASET_PARQUET).exists()
+    assert not (tmp_path / "out" / files.DATASET_INDEX).exists()
 
 
 @pytest.mark.parametrize(

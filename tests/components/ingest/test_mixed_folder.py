@@ -12,11 +12,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from edgetune import files
+from edgetune.components.ingest import shards as dataset_shards
 from edgetune.components.ingest.core import IngestStopped, ingest
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
 
@@ -96,7 +96,7 @@ def test_a_mixed_folder_ingests_in_one_run_keeping_every_good_file(mixed_folder,
         "cats/truncated.png": "cannot decode",
         "dogs/notes.png": "not an image",
     }
-    rows = pq.read_table(tmp_path / "out" / files.DATASET_PARQUET).to_pylist()
+    rows = dataset_shards.read_columns(tmp_path / "out").to_pylist()
     assert {r["path"] for r in rows} == good
     assert report.classes == ("birds", "cats", "dogs") and report.empty_classes == ("empty",)
     assert report.skipped == {".DS_Store": 1, "Thumbs.db": 1, "__MACOSX": 1, "hidden": 1}

@@ -9,14 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edgetune import files
+from edgetune.components.ingest import shards as dataset_shards
 from edgetune.components.ingest.core import ingest
 from edgetune.components.ingest.sources import LabelRules, quick_check
 from edgetune.errors import EdgetuneError
 
 
 def labels_by_path(out: Path) -> dict[str, str]:
-    rows = pq.read_table(out / files.DATASET_PARQUET, columns=["path", "label"]).to_pylist()
+    rows = dataset_shards.read_columns(out, columns=["path", "label"]).to_pylist()
     return {r["path"]: r["label"] for r in rows}
 
 

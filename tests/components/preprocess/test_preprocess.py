@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from edgetune import files
+from edgetune.components.ingest import shards as dataset_shards
 from edgetune.components.preprocess.core import AugmentPolicy, augment, preprocess
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
@@ -30,7 +30,7 @@ def load(out: Path, split: str) -> dict[str, np.ndarray]:
 
 
 def dataset_pixels(dataset_dir: Path, spec: PreprocessSpec, split: str) -> np.ndarray:
-    rows = pq.read_table(dataset_dir / files.DATASET_PARQUET).to_pylist()
+    rows = dataset_shards.read_columns(dataset_dir).to_pylist()
     return np.stack([image_bytes_to_pixels(r["image"], spec) for r in rows if r["split"] == split])
 
 
@@ -62,7 +62,7 @@ def test_writes_uint8_arrays_and_train_grows_by_the_copies(dataset_dir, spec, tm
 def test_val_and_test_are_the_resized_originals_never_augmented(dataset_dir, spec, tmp_path):
     preprocess(dataset_dir, tmp_path, spec=spec, policy=AugmentPolicy(copies=5))
 
-    rows = pq.read_table(dataset_dir / files.DATASET_PARQUET).to_pylist()
+    rows = dataset_shards.read_columns(dataset_dir).to_pylist()
     for split in ("val", "test"):
         arrays = load(tmp_path, split)
         np.testing.assert_array_equal(arrays["x"], dataset_pixels(dataset_dir, spec, split))

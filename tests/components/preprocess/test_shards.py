@@ -6,10 +6,10 @@ import collections
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from edgetune import files
 from edgetune.components.common import training
+from edgetune.components.ingest import shards as dataset_shards
 from edgetune.components.preprocess import shards
 from edgetune.components.preprocess.core import AugmentPolicy, preprocess
 from edgetune.preprocessing import image_bytes_to_pixels, normalize
@@ -18,7 +18,7 @@ STILL = AugmentPolicy(copies=2, translate=0, rotate_degrees=0, zoom=0, brightnes
 
 
 def originals(dataset_dir, spec, split):
-    rows = pq.read_table(dataset_dir / files.DATASET_PARQUET).to_pylist()
+    rows = dataset_shards.read_columns(dataset_dir).to_pylist()
     chosen = [r for r in rows if r["split"] == split]
     pixels = np.stack([image_bytes_to_pixels(r["image"], spec) for r in chosen])
     return pixels, np.array([r["label_index"] for r in chosen], np.int32)
