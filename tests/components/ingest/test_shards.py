@@ -52,7 +52,9 @@ def test_ingest_again_replaces_the_shards_and_a_stopped_run_leaves_no_dataset(
     ingest(str(image_folder({"cat": 6, "dog": 7})), out, min_per_class=3)
     ingest(str(image_folder({"cat": 3, "dog": 3}, name="small")), out, min_per_class=3)
     assert shards.num_rows(out) == 6
-    assert sorted(p.name for p in out.glob("dataset-*")) == [p.name for p in shards.shard_paths(out)]
+    assert sorted(p.name for p in out.glob("dataset-*")) == [
+        p.name for p in shards.shard_paths(out)
+    ]
 
     with pytest.raises(IngestStopped):
         ingest(str(image_folder({"cat": 1, "dog": 3}, name="few")), out)
