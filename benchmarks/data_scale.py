@@ -1,24 +1,27 @@
 """Data at scale: ingest + preprocess throughput and peak RSS as the data set grows.
 
-    .venv/bin/python -m benchmarks.data_scale [--sizes 2000 20000] [--out r.json]
+    .venv/bin/python -m benchmarks.data_scale [--sizes 2000 20000 200000] [--work DIR]
+        [--results-file benchmarks/results/<UTC>.json] [--out r.json]
 
-Synthetic folders (generated here, on the fly): 10 classes, mixed sizes (48..320 px a side)
-and modes (grey, RGB, RGBA, palette, CMYK JPEG, 16-bit PNG), PNG and JPEG, every file
-distinct. Each measurement runs in its own child process, so its peak RSS (`ru_maxrss`) is
-its own. For each size:
+Synthetic folders (generated here, on the fly, `synthetic_images.py`): 10 classes, mixed sizes
+(48..320 px a side) and modes (grey, RGB, RGBA, palette, CMYK JPEG, 16-bit PNG), PNG and JPEG,
+every file distinct. Each measurement runs in its own child process, so its peak RSS
+(`ru_maxrss`) is its own. For each size:
 
-- edgetune ingest + preprocess to 96x96x3, once kept in memory (`.npz` arrays, the small-data
-  path) and once streamed (TFRecord shards); above 50k images only streamed;
+- edgetune ingest (Parquet shards) + preprocess to 96x96x3, once kept in memory (`.npz`
+  arrays, the small-data path) and once streamed (TFRecord shards); above 50k images only
+  streamed;
+- one `model.fit` epoch of a small CNN over the training split (2 augmented copies per
+  image, batch 32) as fine_tune feeds it: from the shards, and at 2k also from the arrays;
 - one epoch of `tf.keras.utils.image_dataset_from_directory` over the same folder at
   96x96x3: what a Keras user runs instead (it decodes every epoch and checks nothing);
-- the training input (batch 32, shuffled, 2 augmented copies per image) from the shards and
-  from the in-memory arrays: the second of two epochs (above 50k images, one epoch).
+- the training input alone (no model) from the shards, and at 2k from the in-memory arrays:
+  the second of two epochs (above 50k images, one epoch).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -29,70 +32,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 from benchmarks.common import Progress, emit
+from benchmarks.synthetic_images import CLASSES, write_folder
 
-CLASSES = 10
 SIZE = (96, 96, 3)
 BATCH = 32
-# mode, format, share of files: mostly everyday RGB/grey, some of every awkward kind.
-_KINDS = [
-    ("RGB", "JPEG", 40),
-    ("L", "PNG", 20),
-    ("RGBA", "PNG", 10),
-    ("P", "PNG", 10),
-    ("CMYK", "JPEG", 10),
-    ("I;16", "PNG", 10),
-]
-
-
-def _template(label: int, variant: int) -> Image.Image:
-    """A smooth picture per class (cheap to encode, small on disk), varied per template."""
-    rng = np.random.default_rng(label * 1000 + variant)
-    side = int(rng.integers(48, 321))
-    image = Image.linear_gradient("L").resize((side, side)).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for _ in range(3 + label % 4):
-        box = sorted(rng.integers(0, side, 2).tolist()), sorted(rng.integers(0, side, 2).tolist())
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        draw.rectangle([box[0][0], box[1][0], box[0][1], box[1][1]], fill=colour)
-    return image
-
-
-def _encode(image: Image.Image, mode: str, fmt: str) -> bytes:
-    if mode == "I;16":
-        grey = np.asarray(image.convert("L"), np.uint16) * 257
-        image = Image.fromarray(grey)
-    elif mode == "P":
-        image = image.convert("P", palette=Image.Palette.ADAPTIVE)
-    else:
-        image = image.convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def write_folder(root: Path, n: int, seed: int = 0) -> dict[str, Any]:
-    """Writes `n` distinct images over 10 class folders; returns the bytes and seconds."""
-    start = time.perf_counter()
-    kinds = [k for k in _KINDS for _ in range(k[2])]
-    templates = {(c, v): _template(c, v) for c in range(CLASSES) for v in range(8)}
-    rng = np.random.default_rng(seed)
-    total = 0
-    for i in range(n):
-        label, variant = i % CLASSES, int(rng.integers(8))
-        image = templates[(label, variant)].copy()
-        # A unique mark in the corner: every file's content (and hash) differs.
-        image.putpixel((0, 0), (i % 256, (i // 256) % 256, (i // 65536) % 256))
-        mode, fmt, _ = kinds[i % len(kinds)]
-        data = _encode(image, mode, fmt)
-        path = root / f"class{label}" / f"img{i:07d}.{'jpg' if fmt == 'JPEG' else 'png'}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        total += len(data)
-    return {"files": n, "bytes": total, "seconds": time.perf_counter() - start}
+SIZES = (2000, 20000, 200000)
+STREAM_ONLY_ABOVE = 50_000  # ingest + preprocess kept in memory only up to here
+# Training from the in-memory arrays only up to here (where preprocess itself keeps them, below
+# 256 MiB of arrays): at 20k images it peaked at 13.9 GB (results/20261130T144108Z.json), too
+# much for a machine others share.
+TRAIN_IN_MEMORY_UP_TO = 5_000
 
 
 # ------------------------------------------------------------------ measured in a child
@@ -189,6 +139,46 @@ def child_training_input(data_dir: Path, epochs: int) -> dict[str, Any]:
     }
 
 
+def small_cnn(classes: int) -> Any:
+    """The bench's model: three strided convolutions, pooled, a softmax (about 6k parameters).
+
+    Small on purpose: the epoch measures the data path feeding `model.fit`, not the model.
+    """
+    import tf_keras as keras
+
+    inputs = keras.Input(SIZE)
+    x = inputs
+    for filters in (8, 16, 32):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="bench_cnn")
+
+
+def child_fit(data_dir: Path) -> dict[str, Any]:
+    """One `model.fit` epoch of `small_cnn` over the training split, as fine_tune feeds it."""
+    import tensorflow  # noqa: F401 - imported before the clock starts
+
+    from edgetune.components.common import training
+
+    start = time.perf_counter()
+    ds, n_epoch = training.split_dataset(data_dir, "train", BATCH, shuffle=True, seed=0)
+    model = small_cnn(len(training.load_spec(data_dir).labels))
+    training.compile_classifier(model, 1e-3)
+    built = time.perf_counter()
+    history = model.fit(ds, epochs=1, verbose=0)
+    seconds = time.perf_counter() - built
+    return {
+        "examples_per_epoch": n_epoch,
+        "params": model.count_params(),
+        "build_seconds": built - start,  # for the in-memory path: loading the .npz
+        "epoch_seconds": seconds,
+        "examples_per_second": n_epoch / seconds,
+        "loss": history.history["loss"][-1],
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
 def _child(kind: str, *args: str) -> dict[str, Any]:
     """Runs one measurement in a fresh interpreter; returns its JSON result."""
     command = [sys.executable, "-m", "benchmarks.data_scale", "--child", kind, *args]
@@ -203,43 +193,99 @@ def _child(kind: str, *args: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the run
 
 
-def run(work: Path, sizes: tuple[int, ...] = (2000, 20000), copies: int = 2) -> dict[str, Any]:
-    """Every measurement for every size, each in its own process; the section's result."""
+def _measure_size(work: Path, n: int, copies: int, save: Any, log: Progress) -> dict[str, Any]:
+    folder = work / f"images-{n}"
+    row: dict[str, Any] = {}
+    save(row)
+    log(f"{n} images: generating")
+    row["generated"] = write_folder(folder, n)
+    variants = ("stream",) if n > STREAM_ONLY_ABOVE else ("memory", "stream")
+
+    def measure(key: str, *args: str) -> None:
+        log(f"{n} images: {key}")
+        row[key] = _child(*args)
+        log(f"  {row[key]}")
+        save(row)
+
+    for variant in variants:
+        out = work / f"{variant}-{n}"
+        stream = str(int(variant == "stream"))
+        measure(f"edgetune_{variant}", "edgetune", str(folder), str(out), stream, str(copies))
+        if variant == "stream" or n <= TRAIN_IN_MEMORY_UP_TO:
+            measure(f"fit_{variant}", "fit", str(out / "data"))
+    measure("keras_dir", "keras", str(folder))
+    epochs = "1" if n > STREAM_ONLY_ABOVE else "2"
+    for variant in variants:
+        if variant == "stream" or n <= TRAIN_IN_MEMORY_UP_TO:
+            data = str(work / f"{variant}-{n}" / "data")
+            measure(f"training_input_{variant}", "training", data, epochs)
+    for path in sorted(work.glob(f"*-{n}"), reverse=True):
+        subprocess.run(["rm", "-rf", str(path)], check=True)  # free the disk for the next
+    return row
+
+
+def run(
+    work: Path, sizes: tuple[int, ...] = SIZES, copies: int = 2, save: Any = None
+) -> dict[str, Any]:
+    """Every measurement for every size, each in its own process; the section's result.
+
+    `save(results)` is called after each measurement, so a stopped run keeps what it measured.
+    """
     log = Progress("data_scale")
     results: dict[str, Any] = {"image_size": list(SIZE), "classes": CLASSES, "copies": copies}
     results["sizes"] = {}
-    for n in sizes:
-        folder = work / f"images-{n}"
-        log(f"{n} images: generating")
-        row: dict[str, Any] = {"generated": write_folder(folder, n)}
-        big = n > 50_000
-        variants = (("stream", True),) if big else (("memory", False), ("stream", True))
-        for variant, stream in variants:
-            log(f"{n} images: edgetune ingest + preprocess ({variant})")
-            out = work / f"{variant}-{n}"
-            row[f"edgetune_{variant}"] = _child(
-                "edgetune", str(folder), str(out), str(int(stream)), str(copies)
-            )
-            log(f"  {row[f'edgetune_{variant}']}")
-            log(f"{n} images: one training-input epoch ({variant})")
-            epochs = "1" if big else "2"
-            row[f"training_input_{variant}"] = _child("training", str(out / "data"), epochs)
-            log(f"  {row[f'training_input_{variant}']}")
-        log(f"{n} images: image_dataset_from_directory, one epoch")
-        row["keras_dir"] = _child("keras", str(folder))
-        log(f"  {row['keras_dir']}")
+
+    def keep(row: dict[str, Any], n: int) -> None:
         results["sizes"][str(n)] = row
-        for path in sorted(work.glob(f"*-{n}"), reverse=True):
-            subprocess.run(["rm", "-rf", str(path)], check=True)  # free the disk for the next
+        if save is not None:
+            save(results)
+
+    for n in sizes:
+        _measure_size(work, n, copies, lambda row, n=n: keep(row, n), log)
     return results
+
+
+def _results_writer(path: Path, sizes: tuple[int, ...]) -> Any:
+    """Writes a standalone run as `benchmarks.run` writes a section, after every measurement."""
+    from datetime import UTC, datetime
+
+    from benchmarks import machine
+    from benchmarks.run import SCHEMA
+    from edgetune import files
+
+    started, start = datetime.now(UTC), time.perf_counter()
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "sections_run": ["data_scale"],
+        "section_seconds": {},
+        "results": {},
+        "errors": {},
+        "note": f"run standalone: python -m benchmarks.data_scale --sizes {' '.join(map(str, sizes))}",
+    }
+
+    def save(results: dict[str, Any]) -> None:
+        doc["results"]["data_scale"] = results
+        doc["section_seconds"]["data_scale"] = doc["total_seconds"] = time.perf_counter() - start
+        doc["machine"]["load_average_end"] = machine.load_average()
+        doc["machine"]["git_commit_end"] = machine.git_commit()
+        doc["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+        files.write_json(path, doc)
+
+    return save
 
 
 def main() -> None:
     """The command line: a standalone run, or one measurement as a child (`--child`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--out", help="also write the JSON result here")
+    parser.add_argument("--work", help="the folder for the images and outputs (a temp dir in it)")
+    parser.add_argument(
+        "--results-file", type=Path, help="write a results file (benchmarks/results format)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -248,12 +294,16 @@ def main() -> None:
             result = child_edgetune(Path(rest[0]), Path(rest[1]), rest[2] == "1", int(rest[3]))
         elif kind == "keras":
             result = child_keras(Path(rest[0]))
+        elif kind == "fit":
+            result = child_fit(Path(rest[0]))
         else:
             result = child_training_input(Path(rest[0]), int(rest[1]))
         print(json.dumps(result))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        emit(run(Path(tmp), tuple(args.sizes), args.copies), args.out)
+    sizes = tuple(args.sizes)
+    save = _results_writer(args.results_file, sizes) if args.results_file else None
+    with tempfile.TemporaryDirectory(prefix="bench-data-", dir=args.work) as tmp:
+        emit(run(Path(tmp), sizes, args.copies, save), args.out)
 
 
 if __name__ == "__main__":
@@ -270,47 +320,67 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     def rate(d: dict[str, Any], key: str) -> str:
         return d.get("error", "")[:60] if "error" in d else n(d[key])
 
+    what = {
+        "edgetune": "edgetune ingest + preprocess ({storage})",
+        "fit": "one `model.fit` epoch, small CNN, from {storage}, {copies} copies",
+        "training_input": "training input alone from {storage}, {copies} copies (last epoch)",
+    }
+    rate_key = {"edgetune": "images_per_second"}
     rows = []
     for size, row in r["sizes"].items():
-        for variant in ("memory", "stream"):
-            if f"edgetune_{variant}" not in row:
-                continue
-            et, ti = row[f"edgetune_{variant}"], row[f"training_input_{variant}"]
-            storage = et.get("storage", "?")
-            rows.append(
-                [
-                    n(int(size)),
-                    f"edgetune ingest + preprocess ({storage})",
-                    rate(et, "images_per_second"),
-                    rss(et),
-                ]
-            )
-            rows.append(
-                [
-                    n(int(size)),
-                    f"training input from {storage}, {r['copies']} copies (last epoch)",
-                    rate(ti, "examples_per_second"),
-                    rss(ti),
-                ]
-            )
-        keras = row["keras_dir"]
-        rows.append(
-            [
-                n(int(size)),
-                "image_dataset_from_directory, 1 epoch",
-                rate(keras, "images_per_second"),
-                rss(keras),
-            ]
-        )
+        storage = {v: row.get(f"edgetune_{v}", {}).get("storage", v) for v in ("memory", "stream")}
+        for kind in ("edgetune", "fit", "training_input"):
+            for variant in ("memory", "stream"):
+                d = row.get(f"{kind}_{variant}")
+                if d is None:
+                    continue
+                label = what[kind].format(storage=storage[variant], copies=r["copies"])
+                rows.append(
+                    [
+                        n(int(size)),
+                        label,
+                        rate(d, rate_key.get(kind, "examples_per_second")),
+                        rss(d),
+                    ]
+                )
+        if "keras_dir" in row:
+            keras = row["keras_dir"]
+            rows.append([n(int(size)), "image_dataset_from_directory, 1 epoch",
+                         rate(keras, "images_per_second"), rss(keras)])  # fmt: skip
     first = next(iter(r["sizes"].values()))["generated"]
     return [
         *table(["images", "what", "images / s", "peak RSS"], rows),
         "",
+        *_flatness(r),
         f"Synthetic folders of 10 classes, mixed sizes (48..320 px) and modes (RGB and CMYK "
         f"JPEG; grey, RGBA, palette and 16-bit PNG), {first['bytes'] / first['files'] / 1024:.1f} "
         f"KiB a file; to {r['image_size'][0]}x{r['image_size'][1]}x{r['image_size'][2]}. Each "
         "line is a fresh process (peak RSS is its own `ru_maxrss`, TensorFlow included); "
         "TensorFlow is imported before the clock starts. edgetune's rate counts every image "
-        "once through ingest (read, hash, full decode, checks, Parquet) and preprocess (decode, "
-        f"resize, write); generation took {s(first['seconds'])} for {n(first['files'])} files.",
+        "once through ingest (read, hash, full decode, checks, Parquet shards) and preprocess "
+        "(decode, resize, write); the `model.fit` and training-input rates count examples "
+        "(originals and augmented copies). Files are written from a pool of 100 encoded "
+        "pictures per class, each file with its own metadata block (distinct bytes, pooled "
+        f"pixels); generation took {s(first['seconds'])} for {n(first['files'])} files.",
+    ]
+
+
+def _flatness(r: dict[str, Any]) -> list[str]:
+    """One line: the streamed path's peak RSS at the largest size over the one ten times smaller."""
+    sizes = sorted(int(k) for k in r["sizes"])
+    pairs = [(a, b) for a in sizes for b in sizes if b == 10 * a]
+    if not pairs:
+        return []
+    small, large = pairs[-1]
+    parts = []
+    for key, name in (("edgetune_stream", "ingest + preprocess"), ("fit_stream", "`model.fit`")):
+        a, b = r["sizes"][str(small)].get(key, {}), r["sizes"][str(large)].get(key, {})
+        if "peak_rss_mib" in a and "peak_rss_mib" in b:
+            ratio = b["peak_rss_mib"] / a["peak_rss_mib"]
+            parts.append(f"{name} {ratio:.2f}x")
+    if not parts:
+        return []
+    return [
+        f"Peak RSS of the streamed path, {large:,} over {small:,} images: {', '.join(parts)}.",
+        "",
     ]
