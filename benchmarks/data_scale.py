@@ -348,6 +348,11 @@ def report_lines(r: dict[str, Any]) -> list[str]:
             rows.append([n(int(size)), "image_dataset_from_directory, 1 epoch",
                          rate(keras, "images_per_second"), rss(keras)])  # fmt: skip
     first = next(iter(r["sizes"].values()))["generated"]
+    generated = ", ".join(
+        f"{s(row['generated']['seconds'])} for {n(int(size))} files"
+        for size, row in r["sizes"].items()
+        if "generated" in row
+    )
     return [
         *table(["images", "what", "images / s", "peak RSS"], rows),
         "",
@@ -361,8 +366,16 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         "(decode, resize, write); the `model.fit` and training-input rates count examples "
         "(originals and augmented copies). Files are written from a pool of 100 encoded "
         "pictures per class, each file with its own metadata block (distinct bytes, pooled "
-        f"pixels); generation took {s(first['seconds'])} for {n(first['files'])} files.",
+        f"pixels); generation took {generated}. The small CNN has {_params(r)} parameters: "
+        "the epoch measures the data path feeding `model.fit`. Training from in-memory "
+        f"arrays is measured up to {n(TRAIN_IN_MEMORY_UP_TO)} images only (at 20,000 its "
+        "training input peaked at 13.9 GB, results/20261130T144108Z.json).",
     ]
+
+
+def _params(r: dict[str, Any]) -> str:
+    fits = [row[k] for row in r["sizes"].values() for k in row if k.startswith("fit_")]
+    return next((f"{d['params']:,}" for d in fits if "params" in d), "n/a")
 
 
 def _flatness(r: dict[str, Any]) -> list[str]:
