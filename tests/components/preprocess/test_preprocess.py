@@ -12,6 +12,7 @@ from PIL import Image
 
 from edgetune import files
 from edgetune.components.ingest import shards as dataset_shards
+from edgetune.components.ingest.core import ingest
 from edgetune.components.preprocess.core import AugmentPolicy, augment, preprocess
 from edgetune.errors import EdgetuneError
 from edgetune.preprocessing import PreprocessSpec, image_bytes_to_pixels
@@ -191,3 +192,19 @@ def test_writes_the_spec_the_device_reads_and_a_preview(dataset_dir, tmp_path):
     preview = Image.open(tmp_path / files.AUGMENT_PREVIEW)
     # A row per class, each the original and its 2 copies; 20x16 cells enlarged 4x, 4 px gaps.
     assert preview.format == "PNG" and preview.size == (3 * (80 + 4) + 8, 3 * (64 + 4) + 4)
+
+
+def test_many_small_ingest_shards_give_the_same_arrays(dataset_dir, spec, tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset_shards, "ROW_GROUP_ROWS", 4)
+    monkeypatch.setattr(dataset_shards, "SHARD_BYTES", 1)  # a shard per row group of 4 images
+    ingest(str(dataset_dir.parent / "src"), tmp_path / "sharded", min_per_class=3)
+    assert len(dataset_shards.shard_paths(tmp_path / "sharded")) > 1
+
+    policy = AugmentPolicy(copies=0)
+    preprocess(dataset_dir, tmp_path / "one", spec=spec, policy=policy)
+    preprocess(tmp_path / "sharded", tmp_path / "many", spec=spec, policy=policy)
+    for split in ("train", "val", "test"):
+        one, many = load(tmp_path / "one", split), load(tmp_path / "many", split)
+        assert one.keys() == many.keys()
+        for key in one:
+            np.testing.assert_array_equal(one[key], many[key])
