@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data_scale, federated, fleet_rollout
+from benchmarks import data_scale_report, federated, fleet_rollout
 from benchmarks.common import REPO, RESULTS_DIR
 
 README = REPO / "benchmarks" / "README.md"
@@ -564,7 +564,7 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         "fanout": fanout_lines,
         "pretraining": pretraining_lines,
         "byom": byom_lines,
-        "data_scale": data_scale.report_lines,
+        "data_scale": data_scale_report.report_lines,
         "search": search_lines,
         "fleet_rollout": fleet_rollout.report_lines,
         "federated": federated.report_lines,
