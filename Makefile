@@ -42,8 +42,9 @@ local-run-tiny: local-run ## the same, with tiny settings (about two minutes)
 federate-local: $(STAMP) ## 3 federated rounds over 3 local agents from the newest local run's bundle (run make local-run first)
 	$(BIN)/python -m edgetune.pipelines.federate_local $(ARGS)
 
-compile: $(STAMP) ## write the KFP v2 IR YAML to pipelines/edgetune_pipeline.yaml
+compile: $(STAMP) ## write the KFP v2 IR YAML to pipelines/edgetune_pipeline.yaml (and the federate pipeline's beside it)
 	$(BIN)/edgetune compile --out pipelines/edgetune_pipeline.yaml
+	$(BIN)/python -c "from edgetune.pipelines.federate_pipeline import compile_federate; print(compile_federate())"
 
 submit: compile ## upload and run on Kubeflow Pipelines: make submit KFP_HOST=https://... [ARGS="--namespace ns --set key=value"]
 	$(BIN)/edgetune submit $(if $(KFP_HOST),--host $(KFP_HOST)) --preset $(PRESET) $(ARGS)
