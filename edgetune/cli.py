@@ -229,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one `edgetune` command; returns its exit status (2 on bad input, one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["fleet", "federate"]:  # its own parser reads the rest (and answers -h)
+        args = argparse.Namespace(func=_fleet_federate, options=argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -136,3 +136,17 @@ def test_a_bad_value_stops_the_run_before_the_demo_data_is_written(nothing_start
     assert code == 2
     assert "nothing would train" in capsys.readouterr().err
     assert not (nothing_starts / "data").exists()  # the default preset's data/digits
+
+
+def test_fleet_federate_reads_its_own_options_and_names_a_missing_data_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as help_exit:
+        cli.main(["fleet", "federate", "-h"])
+    assert help_exit.value.code == 0 and "--noise-multiplier" in capsys.readouterr().out
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("devices: []\n")
+    args = ["fleet", "federate", "--bundle", str(tmp_path / "b.tar"), "--data", str(tmp_path / "none"),
+            "--fleet", str(fleet), "--trusted-key", "k.pub", "--signing-key", "k"]  # fmt: skip
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgetune: error:") and "no test split" in err and "\n" not in err

@@ -56,7 +56,13 @@ def run_rounds(
 
     if rounds < 1:
         raise EdgetuneError(f"rounds={rounds}; must be >= 1")
-    x_test, y_test = training.load_split(data_dir, "test")
+    try:
+        x_test, y_test = training.load_split(data_dir, "test")
+    except OSError as e:
+        raise EdgetuneError(
+            f"{data_dir}: no test split to judge the rounds ({e.strerror or e}); "
+            "expected preprocess's output folder"
+        ) from None
     wanted = [t.strip() for t in tags.split(",") if t.strip()]
     devices = select(load_fleet(fleet_file), wanted)
     base = open_bundle(bundle_path, trusted_key)
