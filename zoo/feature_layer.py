@@ -38,13 +38,25 @@ def check_input(model: Any, source: str) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
-def find_feature_layer(model: Any, requested: str = "", source: str = "model") -> tuple[str, str]:
+def find_feature_layer(
+    model: Any,
+    requested: str = "",
+    source: str = "model",
+    renamed: dict[str, str] | None = None,
+) -> tuple[str, str]:
     """(layer name, why) of the layer whose output feeds the new head.
 
     With `requested`, that layer (an original or a rebuilt name). Without it: the last
     global pooling or flatten layer, unless the old classifier already sits before it (a
     pooled class map, as in all-convolutional nets): then the input of that classifier;
     else the input of the last Dense layer.
+
+    Args:
+        model: the flat model.
+        requested: feature_layer as the user gave it; empty: found automatically.
+        source: the file, for error messages.
+        renamed: the file's layer names -> the flat model's, where they differ; the
+            nearest names of an unknown `requested` are listed as the file spells them.
 
     Raises:
         EdgetuneError: `requested` names no layer (the nearest names are listed), or the
@@ -54,9 +66,9 @@ def find_feature_layer(model: Any, requested: str = "", source: str = "model") -
     if requested:
         if requested in names:
             return requested, "feature_layer as given"
-        near = difflib.get_close_matches(requested, names, n=5, cutoff=0.3)
         raise EdgetuneError(
-            f"{source}: feature_layer={requested!r} is not a layer of the model; nearest: {', '.join(near) or '(none)'}"
+            f"{source}: feature_layer={requested!r} is not a layer of the model; "
+            f"nearest: {', '.join(_nearest(requested, names, renamed or {})) or '(none)'}"
         )
     layers = model.layers
     n_out = int(model.outputs[0].shape[-1])
@@ -83,6 +95,15 @@ def find_feature_layer(model: Any, requested: str = "", source: str = "model") -
 
 def _only_head_after(layers: list[Any], index: int) -> bool:
     return all(type(layer).__name__ in HEAD_LAYERS for layer in layers[index + 1 :])
+
+
+def _nearest(requested: str, names: list[str], renamed: dict[str, str]) -> list[str]:
+    """The five names closest to `requested`, as the file spells them (and as rebuilt)."""
+    present = set(names)
+    spelled = {old: new for old, new in renamed.items() if new in present}
+    spelled.update({n: n for n in names if n not in spelled.values()})
+    near = difflib.get_close_matches(requested, list(spelled), n=5, cutoff=0.3)
+    return [n if spelled[n] == n else f"{n} ({spelled[n]})" for n in near]
 
 
 def _producer_of(layer: Any) -> Any | None:

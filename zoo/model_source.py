@@ -71,7 +71,9 @@ def cut(loaded: LoadedModel, requested: str = "") -> tuple[Any, str, str]:
     """(backbone up to the feature layer, its name, why it was chosen)."""
     name = loaded.renamed.get(requested, requested)
     name = loaded.renamed.get(name, name)  # renamed again when flattened (zoo.applications)
-    layer, why = feature_layer.find_feature_layer(loaded.model, name, source=loaded.uri)
+    layer, why = feature_layer.find_feature_layer(
+        loaded.model, name, source=loaded.uri, renamed=loaded.renamed
+    )
     return feature_layer.cut_at(loaded.model, layer), layer, why
 
 

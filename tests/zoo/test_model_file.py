@@ -13,6 +13,7 @@ import edgetune  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow
 from edgetune.errors import EdgetuneError
 from edgetune.zoo import feature_layer as fl
 from edgetune.zoo.model_file import load_model_file
+from edgetune.zoo.model_source import cut
 
 
 def nested_classifier(k, path, channels, dense_name=None):
@@ -205,3 +206,19 @@ def test_a_tf_keras_savedmodel_folder_loads_like_an_h5(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EdgetuneError, match="empty: a folder but not a SavedModel"):
         load_model_file(str(tmp_path / "empty"))
+
+
+def test_a_feature_layer_typo_lists_the_nearest_names_as_the_file_spells_them(tmp_path):
+    import tf_keras as k
+
+    model = k.Sequential(
+        [k.Input((8, 8, 1)), k.layers.Conv2D(4, 3), k.layers.Flatten(), k.layers.Dense(2)]
+    )
+    model.save(tmp_path / "auto.h5")
+    loaded = load_model_file(str(tmp_path / "auto.h5"))
+    flat_name = loaded.renamed["flatten"]
+
+    with pytest.raises(EdgetuneError, match=rf"nearest: flatten \({flat_name}\)"):
+        cut(loaded, "flaten")
+    backbone, name, _ = cut(loaded, "flatten")  # the file's own name is accepted
+    assert name == flat_name and backbone.output_shape == (None, 144)
