@@ -24,9 +24,10 @@ from edgetune import files
 from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
 from edgetune.components.common import summary, tracking
 from edgetune.errors import EdgetuneError
-from edgetune.pipelines import local_runs, reuse, versions
+from edgetune.pipelines import local_runs, reuse, tracking_server, versions
 from edgetune.pipelines import params as run_params
 from edgetune.pipelines.parameters import D
+from edgetune.pipelines.tracking_server import TrackingServer
 
 DEMO_DATA = Path("data/digits")
 KEY_DIR = Path(".edgetune/keys")
@@ -68,13 +69,14 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_pipeline(
-    params: dict[str, Any], out: Path, *, cache: bool = True
+    params: dict[str, Any], out: Path, *, cache: bool = True, tracking_url: str = ""
 ) -> tuple[float, dict[str, str]]:
     """Runs the DAG through kfp.local; returns its wall time (s) and its cache hits.
 
     The hits are {step: the earlier run whose outputs it reused}. With `cache`, a step whose inputs (data_version, parameters, code_version, upstream
     outputs) match an earlier run's is not run again: kfp.local hands on that run's outputs
-    from the cache beside the runs (runs/.kfp_cache), as long as they still exist.
+    from the cache beside the runs (runs/.kfp_cache), as long as they still exist. The tasks
+    track to `tracking_url` (the local tracking server) when given, else to the store itself.
     """
     from kfp import local
 
@@ -94,7 +96,7 @@ def run_pipeline(
     # inputs, so a new run's unchanged steps hit the cache.
     context = {
         "EDGETUNE_RUN_NAME": params["run_name"],
-        "MLFLOW_TRACKING_URI": params["tracking_uri"],
+        "MLFLOW_TRACKING_URI": tracking_url or params["tracking_uri"],
         "MLFLOW_EXPERIMENT_NAME": params.get("experiment") or "edgetune",
     }
     saved = {name: os.environ.get(name) for name in context}
@@ -175,12 +177,16 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     parent_id, closed = local_runs.start_parent({**vars(D), **params})
     for name in closed:
         print(f"marked {name} KILLED: its local-run process is gone")
-    fleet = None
+    fleet = server = None
     with local_runs.interruptible():
         try:
+            server = _start_tracking_server(params["tracking_uri"])  # serves while agents start
             fleet = _start_agents(args, params, out)
-            with local_runs.exported(local_runs.context_env(params, parent_id)):
-                wall, hits = run_pipeline(params, out, cache=not getattr(args, "no_cache", False))
+            url = server.wait() if server else ""
+            with local_runs.exported(local_runs.context_env(params, parent_id, url)):
+                wall, hits = run_pipeline(
+                    params, out, cache=not getattr(args, "no_cache", False), tracking_url=url
+                )
             result = collect_summary(params, parent_id, wall, out, hits)
         except BaseException as e:
             local_runs.stop_tasks(fleet.processes if fleet else [])
@@ -190,10 +196,20 @@ def run_local(args: argparse.Namespace) -> LocalRun:
             if fleet is not None:
                 fleet.stop()
             raise
+        finally:
+            if server is not None:
+                server.stop()
     if fleet is not None and not args.keep_agents:
         fleet.stop()
         fleet = None
     return LocalRun(out=out, summary=result, params=params, fleet=fleet)
+
+
+def _start_tracking_server(store_uri: str) -> TrackingServer | None:
+    """The run's tracking server over a SQLite store (tasks talk to it, as pods would)."""
+    if not tracking_server.serves_locally(store_uri):
+        return None  # already a server, which the tasks use directly
+    return TrackingServer(store_uri).start()
 
 
 def _start_agents(args: argparse.Namespace, params: dict[str, Any], out: Path) -> LocalFleet | None:

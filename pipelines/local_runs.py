@@ -98,14 +98,21 @@ def start_parent(params: Mapping[str, Any]) -> tuple[str, list[str]]:
     return run.info.run_id, closed
 
 
-def context_env(params: Mapping[str, Any], parent_id: str) -> dict[str, str]:
-    """The run context every task reads from its environment (see `tracking.run_context`)."""
-    return {
+def context_env(params: Mapping[str, Any], parent_id: str, server_url: str = "") -> dict[str, str]:
+    """The run context every task reads from its environment (see `tracking.run_context`).
+
+    With `server_url` (the run's own tracking server) the tasks track through it, and
+    lineage records the store it serves, which outlives the server.
+    """
+    env = {
         tracking.RUN_NAME_ENV: params["run_name"],
-        tracking.TRACKING_URI_ENV: params["tracking_uri"],
+        tracking.TRACKING_URI_ENV: server_url or params["tracking_uri"],
         tracking.EXPERIMENT_ENV: params["experiment"],
         tracking.PARENT_RUN_ID_ENV: parent_id,
     }
+    if server_url:
+        env[tracking.TRACKING_STORE_ENV] = params["tracking_uri"]
+    return env
 
 
 @contextlib.contextmanager

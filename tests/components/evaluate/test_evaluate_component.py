@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from kfp import dsl
 from PIL import Image
@@ -87,6 +88,8 @@ def test_a_blessed_file_becomes_the_candidate_and_a_refused_one_does_not(
               filter_string=f"source_run_id = '{evaluate_run.info.run_id}'")}  # fmt: skip
     assert set(logged) == {"int8_model", "float_model"}
     assert "tensorflow" in mlflow.models.get_model_info(logged["float_model"].model_uri).flavors
+    float_model = mlflow.tensorflow.load_model(logged["float_model"].model_uri)  # H5 inside
+    assert float_model.predict(np.zeros((1, *float_model.input_shape[1:])), verbose=0).shape[0] == 1
     assert metrics.metadata["tflite_int8_accuracy"] == report["stages"]["tflite_int8"]["accuracy"]
     assert files.read_json(metrics.path) == metrics.metadata  # kfp.local caches only a real file
     for stage in report["stages"]:
