@@ -69,3 +69,39 @@ def test_trace_prints_the_chain_from_a_bundle_and_checks_the_parameters(
 def test_trace_of_a_missing_file_is_one_line(capsys, tmp_path):
     assert cli.main(["trace", str(tmp_path / "nope.tar")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_trace_from_a_device_finds_its_deploy_run_by_the_served_sha256(
+    traced_bundle, tracking_uri, start_agent
+):
+    import httpx
+
+    from edgetune.bundle import peek_manifest
+    from edgetune.errors import EdgetuneError
+    from edgetune.manifest import MODEL_FILE
+    from edgetune.trace import TAG_BUNDLE_VERSION, TAG_MODEL_SHA256, trace
+
+    path, parent_id = traced_bundle
+    client = mlflow.MlflowClient(tracking_uri)
+    deploy = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`{tracking.TAG_COMPONENT}` = 'deploy'",
+    )[0]
+    sha = peek_manifest(path).files[MODEL_FILE].sha256
+    client.log_artifact(deploy.info.run_id, str(path), "bundle")  # as deploy keeps it
+    client.set_tag(deploy.info.run_id, TAG_MODEL_SHA256, sha)
+    client.set_tag(deploy.info.run_id, TAG_BUNDLE_VERSION, "v1")
+    device = start_agent("device")  # a real agent on 127.0.0.1, stopped by the fixture
+    answer = httpx.put(f"{device.url}/bundle", content=path.read_bytes(),
+                       headers=agents.auth(), timeout=30)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+    # trace() itself: the agent's uvicorn logs to the stream capsys would close under it.
+    out = "\n".join(trace(device.url, tracking_uri))
+    for expected in (f"device   {device.url}: serves v1", f"model sha256 {sha}", "release  v1",
+                     parent_id, "(matches the runs)"):  # fmt: skip
+        assert expected in out, expected
+
+    client.set_tag(deploy.info.run_id, TAG_MODEL_SHA256, "0" * 64)  # no run shipped it
+    with pytest.raises(EdgetuneError, match="no deploy run .* shipped model sha256"):
+        trace(device.url, tracking_uri)
