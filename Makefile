@@ -64,8 +64,10 @@ format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:5000 (PORT=...) for the local tracking store
-	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} --host 127.0.0.1 --port $(PORT)
+mlflow-ui: $(STAMP) ## serve the MLflow UI on 127.0.0.1:5000 (PORT=...) for the local tracking store; prints the runs page
+	@store=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}; \
+	echo "runs page: $$($(BIN)/python -c 'import sys; from edgetune.pipelines.local_runs import runs_page_url; print(runs_page_url(sys.argv[1], "edgetune", int(sys.argv[2])))' "$$store" $(PORT) 2>/dev/null)"; \
+	$(BIN)/python -m mlflow ui --backend-store-uri "$$store" --host 127.0.0.1 --port $(PORT)
 
 bench: $(STAMP) demo-data ## side-by-side measurements into benchmarks/results and benchmarks/README.md (not tests; ~15 min) [ARGS="--only compression"]
 	$(BIN)/python -m benchmarks.run $(ARGS); rc=$$?; $(BIN)/python -m benchmarks.report || exit $$?; exit $$rc

@@ -236,6 +236,18 @@ def training_scale(compression: dict[str, Any]) -> str:
     )
 
 
+def _rerun_line(rerun: dict[str, Any] | None) -> list[str]:
+    if not rerun:
+        return []
+    return [
+        "",
+        f"The same command again, nothing changed (a fresh `edgetune local-run` process): "
+        f"{s(rerun['command_seconds'], 1)} for the whole command, pipeline "
+        f"{s(rerun['pipeline_wall_seconds'], 1)}, {rerun['status']}; from the cache: "
+        f"{', '.join(rerun['cached']) or 'nothing'}; ran: {', '.join(rerun['ran']) or 'nothing'}.",
+    ]
+
+
 def pipeline_lines(r: dict[str, Any]) -> list[str]:
     """The pipeline-time section: each component's share of the wall time and the fixed cost."""
     wall = r["pipeline_wall_seconds"]
@@ -256,6 +268,7 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
         f"{r['int8_accuracy']:.2%}; {r['tasks']} tasks (finalize's own time is not in "
         f"`component_seconds`). `run_local` call, agents and summary included: "
         f"{s(r['run_local_call_seconds'])}.",
+        *_rerun_line(r.get("cached_rerun")),
         "",
         *table(["component", "work (its MLflow run)", "share of wall"], rows),
         "",

@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every step; by default a step whose inputs and code are unchanged since an "
         "earlier run (runs/.kfp_cache) reuses that run's outputs",
     )
+    run.add_argument(
+        "--no-tracking-server",
+        action="store_true",
+        help="every task opens the SQLite tracking store itself; by default local-run serves "
+        "it once on loopback and the tasks track through that server",
+    )
     run.set_defaults(func=_local_run)
 
     params = sub.add_parser(

@@ -180,7 +180,8 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     fleet = server = None
     with local_runs.interruptible():
         try:
-            server = _start_tracking_server(params["tracking_uri"])  # serves while agents start
+            if not getattr(args, "no_tracking_server", False):  # serves while agents start
+                server = _start_tracking_server(params["tracking_uri"])
             fleet = _start_agents(args, params, out)
             url = server.wait() if server else ""
             with local_runs.exported(local_runs.context_env(params, parent_id, url)):

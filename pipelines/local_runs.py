@@ -215,13 +215,21 @@ def close(params: Mapping[str, Any], parent_id: str, status: str) -> str:
     return ""
 
 
-def runs_page_hint(params: Mapping[str, Any]) -> str:
-    """Where the run's experiment shows its runs: the URL, or how to serve it first."""
+def runs_page_url(uri: str, experiment: str, port: int = UI_PORT) -> str:
+    """The runs page of `experiment` in the MLflow UI serving `uri` (a store: on `port`)."""
     import mlflow
 
-    uri = params["tracking_uri"]
-    found = mlflow.MlflowClient(uri).get_experiment_by_name(params["experiment"])
+    found = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
     path = f"/#/experiments/{found.experiment_id}/runs" if found else ""
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}{path}"
-    return f"make mlflow-ui, then open http://127.0.0.1:{UI_PORT}{path} (tracking {uri})"
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def runs_page_hint(params: Mapping[str, Any]) -> str:
+    """Where the run's experiment shows its runs: the URL, or how to serve it first."""
+    uri = params["tracking_uri"]
+    url = runs_page_url(uri, params["experiment"])
+    if uri.startswith(("http://", "https://")):
+        return url
+    return f"make mlflow-ui, then open {url} (tracking {uri})"
