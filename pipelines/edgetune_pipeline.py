@@ -111,6 +111,7 @@ def build_pipeline(cluster: ClusterSettings | None = None):
         deploy_mode: str = D.deploy_mode,
         channel_uri: str = D.channel_uri,
         channel_waves: str = D.channel_waves,
+        personal_head: str = D.personal_head,
         seed: int = D.seed,
     ):
         """The whole run: ingest to deploy, gated on evaluate's verdict, with finalize on exit."""
@@ -254,6 +255,7 @@ def build_pipeline(cluster: ClusterSettings | None = None):
                     deploy_mode=deploy_mode,
                     channel_uri=channel_uri,
                     channel_waves=channel_waves,
+                    personal_head=personal_head,
                     **run,
                 )
                 _step(shipped, "deploy", cluster)

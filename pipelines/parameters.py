@@ -176,6 +176,7 @@ SOURCES: dict[str, tuple[Target, ...]] = {
     "deploy_mode": ((DeployConfig, "mode"),),
     "channel_uri": ((DeployConfig, "channel_uri"),),
     "channel_waves": ((DeployConfig, "channel_waves"),),
+    "personal_head": ((DeployConfig, "personal_head"),),
     "seed": (
         (FineTuneConfig, "seed"),  # first: its help text is the one shown
         (PreprocessConfig, "seed"),

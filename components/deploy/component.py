@@ -31,6 +31,7 @@ def deploy(
     deploy_mode: str = "push",
     channel_uri: str = "",
     channel_waves: str = "100",
+    personal_head: str = "reset",
 ):
     """Signs bundle-<version>.tar and pushes it to the fleet, or publishes it to a pull channel.
 
@@ -51,7 +52,7 @@ def deploy(
         bundle_path = release.make_bundle(
             bundle.path, tflite_int8.path, data.path, evaluated, IngestReport.read(dataset.path).fingerprint,
             signing_key=signing_key, smoke_count=smoke_samples, mlflow_run_id=tracking.active_run_id(),
-            lineage=tracking.bundle_lineage(evaluated.registered_version),
+            lineage=tracking.bundle_lineage(evaluated.registered_version), personal_head=personal_head,
         )  # fmt: skip
         mlflow.log_artifact(str(bundle_path), "bundle")
         tracking.tag_release(bundle_path)

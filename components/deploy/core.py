@@ -105,6 +105,19 @@ class DeployConfig(StepConfig):
         "install, widening with time since publication, e.g. 10,50@600,100@1800",
     )
 
+    personal_head: str = Field(
+        "reset",
+        description="what a device does with the head it trained itself when this bundle "
+        "installs: reset (serve the bundle's head) or keep (only if the extractor is unchanged)",
+    )
+
+    @field_validator("personal_head")
+    @classmethod
+    def _personal_head(cls, value: str) -> str:
+        if value not in ("keep", "reset"):
+            raise ValueError(f"personal_head {value!r}; accepted: keep or reset")
+        return value
+
     @field_validator("rollout_waves")
     @classmethod
     def _waves(cls, waves: str) -> str:
