@@ -180,7 +180,7 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     fleet = server = None
     with local_runs.interruptible():
         try:
-            if not getattr(args, "no_tracking_server", False):  # serves while agents start
+            if getattr(args, "tracking_server", False):  # serves while the agents start
                 server = _start_tracking_server(params["tracking_uri"])
             fleet = _start_agents(args, params, out)
             url = server.wait() if server else ""

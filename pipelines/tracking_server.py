@@ -1,9 +1,10 @@
 """An MLflow tracking server for one local run, on loopback, over the run's SQLite store.
 
-`edgetune local-run` serves its store once and its tasks talk to it over HTTP, as pods talk
-to a cluster's tracking server, instead of each task opening the SQLite file itself (which
-costs every task the SQLAlchemy and Alembic imports and a schema check: measured in
-benchmarks/tracking_store.py). The server is MLflow's own app (`mlflow.server.fastapi_app`,
+`edgetune local-run --tracking-server` serves its store once and its tasks talk to it over
+HTTP, as pods talk to a cluster's tracking server, instead of each task opening the SQLite
+file itself (which costs every task the SQLAlchemy and Alembic imports and a schema check,
+benchmarks/tracking_store.py). Not the default: whole local runs measured no faster with it
+(README, MLflow). The server is MLflow's own app (`mlflow.server.fastapi_app`,
 what `mlflow server` runs under uvicorn) in a thread of the local-run process: no second
 interpreter to start, and it ends with that process however it ends, SIGKILL included.
 Artifacts are not proxied: the experiment's artifact location is the folder beside the
