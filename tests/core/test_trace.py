@@ -72,7 +72,7 @@ def test_trace_of_a_missing_file_is_one_line(capsys, tmp_path):
 
 
 def test_trace_from_a_device_finds_its_deploy_run_by_the_served_sha256(
-    traced_bundle, tracking_uri, start_agent
+    traced_bundle, tracking_uri, start_agent, tmp_path
 ):
     import httpx
 
@@ -102,6 +102,7 @@ def test_trace_from_a_device_finds_its_deploy_run_by_the_served_sha256(
                      parent_id, "(matches the runs)"):  # fmt: skip
         assert expected in out, expected
 
-    client.set_tag(deploy.info.run_id, TAG_MODEL_SHA256, "0" * 64)  # no run shipped it
+    # A store where no run shipped it (the session's store holds other tests' deploys of it).
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
     with pytest.raises(EdgetuneError, match="no deploy run .* shipped model sha256"):
-        trace(device.url, tracking_uri)
+        trace(device.url, empty)
