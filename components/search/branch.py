@@ -85,6 +85,7 @@ def student_model(
     if logits is None:
         raise EdgetuneError(f"search student {spec.student!r} needs the teacher's logits")
     x, y = training.load_split(data_dir, "train")
+    keras.utils.set_random_seed(settings.seed)  # its initial weights too: a rerun is the same
     student = build_student(spec.student, x.shape[1:], logits.shape[1])
     check_student_fits(spec.student, student, device)
     distill(student, logits, x, y, settings)
