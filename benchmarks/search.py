@@ -7,8 +7,8 @@ through components/search (branch: distil / prune / quantize; measure: LiteRT, T
 arena, ops, energy for cortex-m7; select: the rule), the Pareto plot, the chosen candidate
 against today's fixed recipe (50% prune, PQAT, int8), and distilled students against the
 same students trained on the labels alone (same epochs; `--seeds` seeds each).
-Wall time: the search run one candidate after another (as kfp.local runs the branches) and
-the cluster estimate, fine-tune plus the longest branch.
+Wall time: the search run one candidate after another (kfp.local 2.17.3 runs the DAG's
+branches two at a time) and the cluster estimate, fine-tune plus the longest branch.
 """
 
 from __future__ import annotations
