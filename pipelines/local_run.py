@@ -11,6 +11,7 @@ the dead run KILLED.
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
 import os
 import time
@@ -101,11 +102,16 @@ def run_pipeline(
     }
     saved = {name: os.environ.get(name) for name in context}
     os.environ.update(context)
+    # kfp.local indents each task's logs by swapping builtins.print for the task's duration;
+    # two ParallelFor branches in threads interleave the swap and restore, which can leave
+    # the indenting print in place for the rest of the process. Put the real one back.
+    real_print = builtins.print
     start = time.perf_counter()
     try:
         with reuse.recording_cache_hits() as hits:
             edgetune_pipeline(**params)
     finally:
+        builtins.print = real_print
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
