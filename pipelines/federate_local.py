@@ -39,15 +39,25 @@ def newest_run(runs: Path) -> Path:
 
 
 def run_inputs(run: Path) -> tuple[Path, Path]:
-    """(the run's bundle, its preprocess output folder)."""
+    """(the run's bundle, its preprocess output folder).
+
+    A rerun that took preprocess from the cache holds no preprocess output of its own; its
+    summary.json names the earlier run that made it (`cached`), which is looked in instead.
+    """
     bundle = max(run.rglob("bundle-*.tar"), key=lambda p: p.stat().st_mtime)
     if peek_manifest(bundle).split is None:
         raise EdgetuneError(f"{bundle}: no split model in it; run `make local-run` again")
-    spec = next((p for p in run.rglob(files.PREPROCESSING_SPEC) if (p.parent / "train.npz").exists()
-                 or any(p.parent.glob("train-*"))), None)  # fmt: skip
-    if spec is None:
-        raise EdgetuneError(f"{run}: no preprocess output with a training split")
-    return bundle, spec.parent
+    summary = run / "summary.json"
+    earlier = files.read_json(summary).get("cached", {}) if summary.exists() else {}
+    for folder in (run, run.parent / earlier.get("preprocess", run.name)):
+        spec = next((p for p in folder.rglob(files.PREPROCESSING_SPEC)
+                     if (p.parent / "train.npz").exists() or any(p.parent.glob("train-*"))),
+                    None)  # fmt: skip
+        if spec is not None:
+            return bundle, spec.parent
+    raise EdgetuneError(
+        f"{run}: no preprocess output with a training split (nor in the run it was cached from)"
+    )
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -139,4 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except EdgetuneError as e:
+        raise SystemExit(f"edgetune: error: {e}") from None
