@@ -14,8 +14,10 @@ from kfp import dsl
 
 from edgetune import files
 from edgetune.components.federate.component import federate
+from edgetune.components.federate.core import FederateConfig
 
 PIPELINE_NAME = "edgetune-federate"
+F = FederateConfig()  # the round's defaults are declared there, once
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Federated averaging of the devices' personal heads.")
@@ -29,13 +31,13 @@ def federate_pipeline(
     tracking_uri: str = "",
     experiment: str = "edgetune",
     rounds: int = 3,
-    min_devices: int = 2,
-    clip_norm: float = 0.0,
-    noise_multiplier: float = 0.0,
-    seed: int = 0,
-    timeout_s: float = 60.0,
-    min_accuracy: float = 0.0,
-    max_drop_points: float = 1.0,
+    min_devices: int = F.min_devices,
+    clip_norm: float = F.clip_norm,
+    noise_multiplier: float = F.noise_multiplier,
+    seed: int = F.seed,
+    timeout_s: float = F.timeout_s,
+    min_accuracy: float = F.min_accuracy,
+    max_drop_points: float = F.max_drop_points,
     rollout_tags: str = "",
 ):
     """Runs the federated rounds (the DAG only wires the one task)."""

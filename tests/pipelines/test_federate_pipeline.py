@@ -3,6 +3,7 @@
 import numpy as np
 import yaml
 
+from edgetune.components.federate.core import FederateConfig
 from edgetune.pipelines.federate_pipeline import compile_federate
 from edgetune.pipelines.fleet_sim import KINDS, device_slices, shift
 
@@ -22,6 +23,19 @@ def test_the_federate_pipeline_compiles_with_its_parameters(tmp_path):
     } <= set(params)
     assert params["rounds"]["defaultValue"] == 3
     assert list(ir["root"]["dag"]["tasks"]) == ["federate"]
+
+
+def test_the_pipeline_and_component_defaults_are_the_round_declaration(tmp_path):
+    ir = yaml.safe_load(compile_federate(tmp_path / "federate.yaml").read_text())
+    pipeline = ir["root"]["inputDefinitions"]["parameters"]
+    component = ir["components"]["comp-federate"]["inputDefinitions"]["parameters"]
+    declared = FederateConfig().model_dump()
+
+    shared = set(declared) & set(pipeline)
+    assert shared == set(declared) - {"train_first"}  # the component always trains first
+    for name in shared:
+        assert pipeline[name]["defaultValue"] == declared[name], name
+        assert component[name]["defaultValue"] == declared[name], name
 
 
 def test_each_device_gets_its_own_disjoint_shifted_slice():
