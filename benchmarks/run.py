@@ -30,24 +30,14 @@ from benchmarks import (
     machine,
     pipeline_time,
     pretraining,
+    report,
     search,
 )
 from benchmarks.common import RESULTS_DIR, Progress
 from edgetune import files
 
 # Run order: fanout reuses compression's int8 file; the pipeline run goes last, on its own.
-SECTIONS = (
-    "compression",
-    "input_pipeline",
-    "fanout",
-    "pretraining",
-    "byom",
-    "data_scale",
-    "search",
-    "fleet_rollout",
-    "federated",
-    "pipeline_time",
-)
+SECTIONS = (*(s for s in report.SECTIONS if s != "pipeline_time"), "pipeline_time")
 SCHEMA = 1
 
 
