@@ -65,7 +65,8 @@ CACHED_STEPS = (
     "evaluate",
 )
 TRAINING_STEPS = ("fine_tune", "candidate")
-# choose asks the registry which model serves now (the champion), so it runs every time.
+# choose asks the registry which model serves now (the champion), so it runs every time; the
+# steps after it take its verdict, a value, and are cached when the choice is the same.
 UNCACHED_STEPS = ("choose", "deploy", "finalize")
 # Steps that read a file a run parameter names (devices/zoo: select_model; fleet: deploy).
 CONFIG_READERS = ("select_model", "deploy")

@@ -214,10 +214,14 @@ def build_pipeline(cluster: ClusterSettings | None = None):
                 champion_margin_points=champion_margin_points,
             )
             _step(picked, "choose", cluster)
+            # choose runs every time (the champion may have changed); what comes after takes
+            # the branches' folders and its verdict, a value, so it is cached when the choice is
+            # the same (the branches' folders are the cached ones).
             converted = convert(
                 data=ready,
                 float_model=tuned.outputs["model"],
-                int8_model=picked.outputs["chosen"],
+                candidates=dsl.Collected(branch.outputs["model"]),
+                search=picked.outputs["Output"],
                 representative_samples=representative_samples,
                 seed=seed,
                 **code,
@@ -229,7 +233,7 @@ def build_pipeline(cluster: ClusterSettings | None = None):
                 float_model=tuned.outputs["model"],
                 tflite_float=converted.outputs["tflite_float"],
                 tflite_int8=converted.outputs["tflite_int8"],
-                search=picked.outputs["report"],
+                search=picked.outputs["Output"],
                 min_accuracy=min_accuracy,
                 max_drop_points=max_drop_points,
                 latency_runs=latency_runs,

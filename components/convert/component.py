@@ -1,5 +1,7 @@
 """convert as a KFP component: float32 and full-integer int8 .tflite files, checked in LiteRT."""
 
+from typing import List  # noqa: UP035 - KFP reads Input[List[Model]], not the builtin list
+
 from kfp import dsl
 
 from edgetune.images import COMPONENT_IMAGE
@@ -9,7 +11,8 @@ from edgetune.images import COMPONENT_IMAGE
 def convert(
     data: dsl.Input[dsl.Dataset],
     float_model: dsl.Input[dsl.Model],
-    int8_model: dsl.Input[dsl.Model],
+    candidates: dsl.Input[List[dsl.Model]],  # noqa: UP006 - every search branch's folder
+    search: dict,  # choose's verdict: which candidate ships
     tflite_float: dsl.Output[dsl.Model],
     tflite_int8: dsl.Output[dsl.Model],
     run_name: str = "",
@@ -31,12 +34,14 @@ def convert(
     from edgetune import files, firmware
     from edgetune.components.common import tracking, training
     from edgetune.components.convert import core, split
+    from edgetune.components.search.records import SearchVerdict
 
     with tracking.component_run("convert", run_name, pipeline_run_id, tracking_uri, experiment):
         config = training.config_from(core.ConvertConfig, locals())
         tracking.log_params(config)
         outs = {"tflite_float": tflite_float, "tflite_int8": tflite_int8}
-        report = core.convert_artifacts(data.path, float_model.path, int8_model.path,
+        shipped = SearchVerdict.from_dict(search).shipped_dir([c.path for c in candidates])
+        report = core.convert_artifacts(data.path, float_model.path, shipped,
                                         tflite_float.path, tflite_int8.path, config)  # fmt: skip
         report.write(tflite_int8.path)
         tracking.record(report)

@@ -1,5 +1,7 @@
 """evaluate as a KFP component: every stage on the test split, and the gate on the int8 file."""
 
+from typing import Optional
+
 from kfp import dsl
 
 from edgetune.images import COMPONENT_IMAGE
@@ -12,7 +14,6 @@ def evaluate(
     float_model: dsl.Input[dsl.Model],
     tflite_float: dsl.Input[dsl.Model],
     tflite_int8: dsl.Input[dsl.Model],
-    search: dsl.Input[dsl.Artifact],
     report: dsl.Output[dsl.Artifact],
     metrics: dsl.Output[dsl.Metrics],
     run_name: str = "",
@@ -23,6 +24,7 @@ def evaluate(
     min_accuracy: float = 0.95,
     max_drop_points: float = 1.0,
     latency_runs: int = 200,
+    search: Optional[dict] = None,  # noqa: UP045 - choose's verdict (SearchVerdict), a check
 ) -> bool:
     """Writes evaluation.json and confusion_<stage>.png, logs both models; returns blessed.
 
@@ -32,6 +34,7 @@ def evaluate(
     from edgetune import files
     from edgetune.components.common import tracking, training
     from edgetune.components.evaluate import core
+    from edgetune.components.search.records import SearchVerdict
     from edgetune.components.select_model.core import Selection
 
     with tracking.component_run("evaluate", run_name, pipeline_run_id, tracking_uri, experiment):
@@ -40,8 +43,9 @@ def evaluate(
         stages = {"float": float_model.path, "tflite_float": tflite_float.path,
                   "tflite_int8": tflite_int8.path}  # fmt: skip
         device = Selection.read(selection.path).device
-        result = core.evaluate_artifacts(data.path, stages, policy, device, report.path,
-                                         latency_runs=latency_runs, search_dir=search.path)  # fmt: skip
+        verdict = SearchVerdict.from_dict(search) if search else None
+        result = core.evaluate_artifacts(data.path, stages, policy, device, report.path, latency_runs=latency_runs,
+                                         search=(verdict.passed, verdict.check) if verdict else None)  # fmt: skip
         int8_file = f"{tflite_int8.path}/{files.TFLITE_MODEL}"
         examples = training.load_pixels(data.path, "test")[0][:4]
         version = tracking.log_int8_model(int8_file, f"{data.path}/{files.PREPROCESSING_SPEC}", examples,

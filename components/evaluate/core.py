@@ -314,7 +314,7 @@ def evaluate_artifacts(
     out_dir: str | os.PathLike,
     *,
     latency_runs: int = 200,
-    search_dir: str | os.PathLike | None = None,
+    search: tuple[bool, str] | None = None,
 ) -> Evaluation:
     """`evaluate` on the folders the earlier steps wrote: preprocess's data, one per stage.
 
@@ -326,12 +326,11 @@ def evaluate_artifacts(
         device: the profile whose flash budget the int8 file must fit.
         out_dir: where confusion_<stage>.png is written.
         latency_runs: timed invocations per .tflite file (the median is reported).
-        search_dir: the compression search's report folder; its verdict is one more check.
+        search: the compression search's check (`SearchVerdict.passed`, `.check`), if any.
     """
     from edgetune.components.common import training
     from edgetune.components.qat.core import load_qat_model
     from edgetune.components.search.core import comparison_tags
-    from edgetune.components.search.records import SearchReport
 
     loaders = {"float": training.load_model, "pruned": training.load_model, "qat": load_qat_model}
     keras_models = {s: loaders[s](Path(model_dirs[s]) / files.KERAS_MODEL)
@@ -341,7 +340,6 @@ def evaluate_artifacts(
     }
     x_test, y_test = training.load_split(data_dir, "test")
     spec = training.load_spec(data_dir)
-    search = SearchReport.read(search_dir).gate_check() if search_dir else None
     result = evaluate(
         keras_models, tflite_files, x_test, y_test, list(spec.labels), policy, device, out_dir,
         latency_runs=latency_runs, search=search,

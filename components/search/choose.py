@@ -2,7 +2,7 @@
 
 `choose` applies `core.select` to the branches' records (latency re-measured here with the
 files' repeats interleaved, so load on the machine falls on all of them alike) and names
-the file that goes on to convert, evaluate and deploy. When no candidate passes, the most
+the file that goes on to convert, evaluate and deploy (`SearchReport.verdict`). When no candidate passes, the most
 accurate one is still handed on, marked unchosen, so the gate can refuse it with the reasons
 and the run reports every candidate.
 """
@@ -103,20 +103,21 @@ def choose_artifacts(
     data_dir: str | os.PathLike,
     device: DeviceProfile,
     max_drop_points: float,
-    out_dir: str | os.PathLike,
     report_dir: str | os.PathLike,
     *,
     champion: Champion | None = None,
     champion_margin_points: float = 0.0,
 ) -> SearchReport:
-    """`choose` on the branches' folders; copies the shipped file to `out_dir`, plots the search.
+    """`choose` on the branches' folders; plots the search.
+
+    The shipped file is not copied: the steps after choose take every branch's folder and
+    the report's `verdict()`, which names it (`SearchVerdict.shipped_dir`).
 
     Args:
         candidate_dirs: one folder per branch (candidate.json, model.tflite when made).
         data_dir: preprocess's output (the test split times the latencies).
         device: the target.
         max_drop_points: the accuracy budget against the float teacher.
-        out_dir: gets the shipped candidate's model.tflite, candidate.json and model.h5.
         report_dir: gets search.json's plot, pareto.png (the caller writes search.json).
         champion: the serving model, as `champion_here` compared it.
         champion_margin_points: how far a candidate may trail a comparable champion.
@@ -133,10 +134,6 @@ def choose_artifacts(
     latencies = dict(zip(made, interleaved_latency_ms(paths, x[:1]) if made else [], strict=True))
     report = choose(records, latencies, device, max_drop_points, champion,
                     champion_margin_points)  # fmt: skip
-    out = files.artifact_dir(out_dir)
-    for name in (files.TFLITE_MODEL, files.CANDIDATE, files.KERAS_MODEL):
-        if (folders[report.shipped] / name).is_file():  # model.h5: to cut the split model from
-            files.write_bytes(out / name, (folders[report.shipped] / name).read_bytes())
     floor = report.float_accuracy - max_drop_points / 100.0
     pareto_plot([r for r in report.candidates if r["name"] in latencies],
                 files.artifact_dir(report_dir) / files.PARETO_PNG,

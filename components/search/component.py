@@ -1,8 +1,9 @@
 """The compression search as KFP components: plan the candidates, one branch each, choose.
 
 The DAG runs `candidate` inside a `dsl.ParallelFor` over `search_space`'s list and hands
-every branch's output to `choose` with `dsl.Collected`; on a cluster the branches run in
-parallel, in kfp.local one after another.
+every branch's output to `choose` with `dsl.Collected` (and to convert and evaluate, which
+take the shipped one as choose's verdict names it); on a cluster the branches run in
+parallel, in kfp.local in two threads.
 """
 
 from typing import List  # noqa: UP035 - KFP reads Input[List[Model]], not the builtin list
@@ -104,7 +105,6 @@ def choose(
     data: dsl.Input[dsl.Dataset],
     selection: dsl.Input[dsl.Artifact],
     candidates: dsl.Input[List[dsl.Model]],  # noqa: UP006
-    chosen: dsl.Output[dsl.Model],
     report: dsl.Output[dsl.Artifact],
     run_name: str = "",
     pipeline_run_id: str = "",
@@ -112,8 +112,13 @@ def choose(
     experiment: str = "edgetune",
     max_drop_points: float = 1.0,
     champion_margin_points: float = 0.0,
-):
-    """The rule over every branch and the serving champion; the shipped file and the Pareto plot."""
+) -> dict:
+    """The rule over every branch and the serving champion; search.json and the Pareto plot.
+
+    Runs every time (the champion may have changed); returns the verdict
+    (`SearchVerdict`: the shipped candidate and the gate's check) as a parameter, so the
+    steps after it are cached by its value, not by this run's report.
+    """
     import tempfile
 
     from edgetune.components.common import tracking
@@ -129,7 +134,8 @@ def choose(
             found = tracking.champion_model(tmp)
             champion = rule.champion_here(*found, data.path) if found else None
         result = rule.choose_artifacts([c.path for c in candidates], data.path, device, max_drop_points,
-                                       chosen.path, report.path, champion=champion,
+                                       report.path, champion=champion,
                                        champion_margin_points=champion_margin_points)  # fmt: skip
         result.write(report.path)
         tracking.record(result, report)
+    return result.verdict()

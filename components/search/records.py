@@ -2,16 +2,21 @@
 
 A branch writes its `CandidateRecord` (candidate.json) beside the file it made; the choose
 step reads every record, applies the rule and writes the `SearchReport` (search.json, with
-the Pareto plot beside it), whose summary part is `candidates` and `chosen` in summary.json.
+the Pareto plot beside it), whose summary part is `candidates` and `chosen` in summary.json,
+and hands its `SearchVerdict` on as a parameter.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from edgetune import files
 from edgetune.components.common.outputs import StepOutput
+from edgetune.errors import EdgetuneError
 
 # What the candidate table in summary.json keeps of each candidate's measurements.
 ROW_KEYS = (
@@ -125,6 +130,15 @@ class SearchReport(StepOutput):
         rejected = self._row(self.shipped).get("rejected") or ["no candidate made a file"]
         return False, f"no candidate passed the search rule; {self.shipped}: {'; '.join(rejected)}"
 
+    def verdict(self) -> dict[str, Any]:
+        """What the steps after choose take of it, as one KFP parameter (`SearchVerdict`).
+
+        It holds no figure measured anew by each run (no latency), so the same choice is the
+        same value and convert and evaluate are cache hits when nothing else changed.
+        """
+        passed, check = self.gate_check()
+        return SearchVerdict(self.shipped, self.chosen or "", passed, check).to_dict()
+
     def _row(self, name: str) -> dict[str, Any]:
         return next((r for r in self.candidates if r["name"] == name), {})
 
@@ -161,3 +175,40 @@ class SearchReport(StepOutput):
         lines += [f"  {r['name']}: {'; '.join(r['rejected'])}" for r in self.candidates
                   if r.get("rejected")]  # fmt: skip
         return lines
+
+
+@dataclass(frozen=True)
+class SearchVerdict:
+    """choose's answer to the steps after it: which candidate's file, and the gate's check.
+
+    Attributes:
+        shipped: the candidate whose file convert exports and evaluate gates.
+        chosen: the rule's choice, "" when no candidate passed.
+        passed: whether the search lets the file ship (the gate's check).
+        check: that check in words (`SearchReport.gate_check`).
+    """
+
+    shipped: str
+    chosen: str
+    passed: bool
+    check: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as a KFP dict parameter."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchVerdict:
+        """The verdict from choose's output parameter."""
+        return cls(**d)
+
+    def shipped_dir(self, candidate_dirs: Sequence[str | os.PathLike]) -> Path:
+        """The branch folder of the shipped candidate, among every branch's folder.
+
+        Raises:
+            EdgetuneError: no branch made it (the folders are not this search's).
+        """
+        for folder in candidate_dirs:
+            if CandidateRecord.read(folder).name == self.shipped:
+                return Path(folder)
+        raise EdgetuneError(f"search: no branch folder holds candidate {self.shipped!r}")

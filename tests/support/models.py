@@ -345,6 +345,21 @@ def micro_models(root: Path) -> Micro:
                  int8_file.parent)  # fmt: skip
 
 
+def branch_folder(
+    int8_dir: Path, out: Path, student: str = "teacher", accuracy: float = 0.0
+) -> Path:
+    """A search branch's folder: int8_dir's file and a record scoring it at `accuracy`."""
+    from edgetune.components.search.core import CandidateSpec
+    from edgetune.components.search.records import CandidateRecord
+
+    spec = CandidateSpec(student, 0.5, "ptq_int8").to_dict()
+    measured = {"accuracy": accuracy, "flash_bytes": 3_000, "gzip_bytes": 2_000,
+                "arena_bytes": 5_000, "latency_ms": 0.1}  # fmt: skip
+    CandidateRecord(spec, measured, {}, teacher_accuracy=accuracy, seconds=1.0).write(out)
+    files.write_bytes(out / files.TFLITE_MODEL, (int8_dir / files.TFLITE_MODEL).read_bytes())
+    return out
+
+
 @dataclass(frozen=True)
 class Converted:
     report: dict[str, Any]

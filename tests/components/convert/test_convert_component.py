@@ -17,11 +17,17 @@ from edgetune.components.convert.component import convert
 def test_writes_both_files_and_logs_their_sizes(micro, tiny_data, tracking_uri, run_name, tmp_path):
     tflite_float = dsl.Model(uri=str(tmp_path / "tflite_float"))
     tflite_int8 = dsl.Model(uri=str(tmp_path / "tflite_int8"))
+    branches = [  # choose's verdict names the branch whose file convert takes
+        support.branch_folder(micro.int8_dir, tmp_path / "student", "digitnet@0.25"),
+        support.branch_folder(micro.int8_dir, tmp_path / "teacher"),
+    ]
+    (tmp_path / "student" / files.TFLITE_MODEL).write_bytes(b"not this one")
 
     convert.python_func(
         data=dsl.Dataset(uri=str(tiny_data)),
         float_model=dsl.Model(uri=str(micro.float_dir)),
-        int8_model=dsl.Model(uri=str(micro.int8_dir)),
+        candidates=[dsl.Model(uri=str(b)) for b in branches],
+        search={"shipped": "teacher-s50-ptq_int8", "chosen": "", "passed": True, "check": ""},
         tflite_float=tflite_float,
         tflite_int8=tflite_int8,
         run_name=run_name,

@@ -10,7 +10,7 @@ from edgetune.components.search.core import (
     champion_from_tags,
     comparison_tags,
 )
-from edgetune.components.search.records import CandidateRecord, SearchReport
+from edgetune.components.search.records import CandidateRecord, SearchReport, SearchVerdict
 from edgetune.config import DeviceProfile
 from edgetune.errors import EdgetuneError
 
@@ -75,3 +75,23 @@ def test_a_champion_is_compared_only_with_the_same_classes_and_input_shape():
 def test_no_file_from_any_branch_is_one_line_naming_each():
     with pytest.raises(EdgetuneError, match="no candidate made a file: digitnet@0.5"):
         choose([RECORDS[2]], {}, MCU, 1.0)
+
+
+def test_the_verdict_is_the_same_value_for_the_same_choice_and_names_the_shipped_folder(tmp_path):
+    """convert and evaluate take the verdict as a parameter: re-measured latencies stay out."""
+    first = choose(RECORDS, {"teacher-s50-ptq_int8": 0.2}, MCU, max_drop_points=1.0)
+    again = choose(RECORDS, {"teacher-s50-ptq_int8": 0.7}, MCU, max_drop_points=1.0)
+    refused = choose(RECORDS, {}, MCU, 1.0, Champion("7", accuracy=0.99), 1.0)
+    folders = []
+    for r in RECORDS:
+        r.write(tmp_path / r.name)
+        folders.append(tmp_path / r.name)
+
+    assert first.verdict() == again.verdict()
+    verdict = SearchVerdict.from_dict(first.verdict())
+    assert (verdict.shipped, verdict.chosen, verdict.passed) == (first.shipped, first.chosen, True)
+    assert verdict.shipped_dir(folders) == tmp_path / "digitnet@0.25-s50-ptq_int8"
+    no = SearchVerdict.from_dict(refused.verdict())
+    assert (no.chosen, no.passed) == ("", False) and "below champion v7's" in no.check
+    with pytest.raises(EdgetuneError, match="no branch folder holds candidate 'other'"):
+        SearchVerdict("other", "", False, "").shipped_dir(folders)

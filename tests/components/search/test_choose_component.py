@@ -12,8 +12,8 @@ from support import models as support
 from edgetune import files
 from edgetune.components.common import tracking, training
 from edgetune.components.search.component import choose
-from edgetune.components.search.core import CandidateSpec, comparison_tags
-from edgetune.components.search.records import CandidateRecord, SearchReport
+from edgetune.components.search.core import comparison_tags
+from edgetune.components.search.records import SearchReport
 from edgetune.components.select_model.core import select_model
 
 SHAPE = [support.SIZE, support.SIZE, 1]
@@ -30,31 +30,21 @@ def register_champion(int8_dir: Path, data: Path, uri: str, labels: list[str]) -
     return version
 
 
-def a_candidate(int8_dir: Path, out: Path) -> dsl.Model:
-    """A branch's folder: the file, and a record scoring it at 0 (below any champion)."""
-    spec = CandidateSpec("teacher", 0.5, "ptq_int8").to_dict()
-    measured = {"accuracy": 0.0, "flash_bytes": 3_000, "gzip_bytes": 2_000,
-                "arena_bytes": 5_000, "latency_ms": 0.1}  # fmt: skip
-    CandidateRecord(spec, measured, {}, teacher_accuracy=0.0, seconds=1.0).write(out)
-    files.write_bytes(out / files.TFLITE_MODEL, (int8_dir / files.TFLITE_MODEL).read_bytes())
-    return dsl.Model(uri=str(out))
-
-
 def run_choose(data, weights_file, candidate, uri: str, name: str, out: Path) -> SearchReport:
     entry = support.tiny_entry(str(weights_file))
     selection = select_model({entry.id: entry}, support.ROOMY_DEVICE)
     selection.write(out / "selection")
     report = dsl.Artifact(uri=str(out / "report"))
-    choose.python_func(
+    verdict = choose.python_func(
         data=dsl.Dataset(uri=str(data)),
         selection=dsl.Artifact(uri=str(out / "selection")),
         candidates=[candidate],
-        chosen=dsl.Model(uri=str(out / "chosen")),
         report=report,
         run_name=name,
         tracking_uri=uri,
         max_drop_points=50.0,
     )
+    assert verdict == SearchReport.read(report.path).verdict()  # what convert and evaluate take
     return SearchReport.read(report.path)
 
 
@@ -64,7 +54,7 @@ def test_a_better_champion_is_kept_and_one_with_other_classes_is_not_compared(
 ):
     uri = support.make_tracking_uri(tmp_path / "store")
     register_champion(micro.int8_dir, tiny_data, uri, list(support.LABELS))
-    candidate = a_candidate(micro.int8_dir, tmp_path / "candidate")
+    candidate = dsl.Model(uri=str(support.branch_folder(micro.int8_dir, tmp_path / "candidate")))
 
     kept = run_choose(tiny_data, weights_file, candidate, uri, f"{run_name}-a", tmp_path / "a")
 
