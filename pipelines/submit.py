@@ -64,7 +64,44 @@ def main(args: argparse.Namespace) -> int:
         f"submitted {params['run_name']}: run {run.run_id}, pipeline {pipeline_id} version "
         f"{version_id}, experiment {args.experiment!r}, namespace {args.namespace or '(default)'}"
     )
+    if problem := record_parent(params, run.run_id, compiled_experiment(package)):
+        print(f"warning: {problem}")
     return 0
+
+
+def compiled_experiment(package: Path) -> str:
+    """The MLflow experiment the compiled pipeline's pods track to ("" when it sets none)."""
+    doc = next(yaml.safe_load_all(package.read_text()))
+    for executor in doc.get("deploymentSpec", {}).get("executors", {}).values():
+        for env in executor.get("container", {}).get("env", []):
+            if env.get("name") == "MLFLOW_EXPERIMENT_NAME":
+                return str(env.get("value", ""))
+    return ""
+
+
+def record_parent(params: dict[str, Any], kfp_run_id: str, experiment: str = "") -> str:
+    """The run's parent MLflow run, with every run parameter; returns "" or the problem.
+
+    The pods' tasks find (or make) the parent by the run's name and id; this makes it the
+    same race-free way (`tracking.parent_run`: if a task was quicker, its parent is kept), so
+    the parameters land on the one parent whichever came first. A tracking server this
+    machine cannot reach is not an error: the run goes on, without them on the parent.
+    """
+    from edgetune.components.common import tracking
+    from edgetune.pipelines import local_runs
+    from edgetune.pipelines.parameters import D
+
+    uri, experiment = params["tracking_uri"], experiment or params.get("experiment") or D.experiment
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    try:  # one attempt: the run is submitted, this only annotates it
+        with local_runs.exported(quick):
+            experiment_id = tracking.use_experiment(uri, experiment)
+            ctx = tracking.RunContext(params["run_name"], kfp_run_id, uri, experiment)
+            parent = tracking.parent_run(experiment_id, ctx)
+            tracking.log_run_params(parent.info.run_id, {**vars(D), **params})
+    except Exception as e:  # noqa: BLE001 - any failure of the store is reported in one line
+        return f"the run's parameters are not on its MLflow parent run ({uri}): {tracking.one_line(e)}"
+    return ""
 
 
 def cluster_parameters(args: argparse.Namespace, package: Path) -> dict[str, Any]:

@@ -11,8 +11,11 @@ import fsspec
 import pytest
 
 from edgetune.cli import main as cli
+from edgetune.components.common import tracking
+from edgetune.pipelines import submit
 from edgetune.pipelines.compile import compile_pipeline
 from tests.support.kfp_api import running_kfp
+from tests.support.models import runs_of
 
 TOKEN = "secret-token-for-tests"
 GOOD = [
@@ -32,8 +35,15 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_pipeline(tmp_path_factory.mktemp("ir") / "edgetune.yaml")
 
 
+RECORD_PARENT = submit.record_parent
+PARENTS: list[tuple] = []  # what submit asked of MLflow, when the tests stand in for it
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # GOOD's tracking server is a cluster's: no test talks to it (see the record_parent tests)
+    PARENTS.clear()
+    monkeypatch.setattr(submit, "record_parent", lambda *a: PARENTS.append(a) or "")
     for name in ("MLFLOW_TRACKING_URI", "KF_PIPELINES_TOKEN", "KF_PIPELINES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # the kfp client reads ~/.config/kfp
@@ -81,6 +91,9 @@ def test_uploads_pipeline_then_versions_and_runs_in_experiment_and_namespace(
     assert sent["code_version"]
     assert first["display_name"] == sent["run_name"]
     assert "submitted kfp-" in capsys.readouterr().out
+    # the parent MLflow run gets the parameters, found by the run's name and id as pods find it
+    params, run_id, experiment = PARENTS[0]
+    assert (params, run_id, experiment) == (sent, first["run_id"], "edgetune")
 
 
 def test_data_version_follows_the_listing(package: Path) -> None:
@@ -182,3 +195,38 @@ def test_data_it_cannot_list_runs_afresh(package: Path, capsys: pytest.CaptureFi
         assert _submit(kfp.url, package, "--set", "data_uri=s3://bucket/photos") == 0
     assert kfp.runs[0]["runtime_config"]["parameters"]["data_version"].startswith("unlisted:")
     assert "cannot list s3://bucket/photos from here" in capsys.readouterr().out
+
+
+def test_the_parent_run_gets_every_parameter_whether_a_task_made_it_first_or_not(
+    tmp_path: Path, run_name: str
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = {"run_name": run_name, "tracking_uri": uri, "target_sparsity": 0.7}
+    with tracking.component_run("ingest", run_name, "kfp-run-1", uri):
+        pass  # the first task of the run, quicker than submit: it made the parent
+
+    assert RECORD_PARENT(params, "kfp-run-1") == ""
+    RECORD_PARENT({**params, "run_name": f"{run_name}-b"}, "kfp-run-2")  # no task yet: made here
+    with tracking.component_run("ingest", f"{run_name}-b", "kfp-run-2", uri):
+        pass
+
+    for name in (run_name, f"{run_name}-b"):
+        runs = runs_of(uri, name)
+        assert set(runs) == {"pipeline", "ingest"}  # one parent, the task nested under it
+        assert runs["pipeline"].data.params["target_sparsity"] == "0.7"
+        assert runs["pipeline"].data.params["head_epochs"]  # the declared defaults too
+
+
+def test_an_unreachable_tracking_server_is_a_warning_after_the_run_is_submitted(
+    package: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submit, "record_parent", RECORD_PARENT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    with running_kfp(token=TOKEN) as kfp:
+        assert _submit(kfp.url, package, "--set", f"tracking_uri=http://127.0.0.1:{port}") == 0
+
+    assert len(kfp.runs) == 1
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert f"not on its MLflow parent run (http://127.0.0.1:{port})" in warning
