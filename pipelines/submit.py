@@ -99,8 +99,10 @@ def record_parent(params: dict[str, Any], kfp_run_id: str, experiment: str = "")
             ctx = tracking.RunContext(params["run_name"], kfp_run_id, uri, experiment)
             parent = tracking.parent_run(experiment_id, ctx)
             tracking.log_run_params(parent.info.run_id, {**vars(D), **params})
-    except Exception as e:  # noqa: BLE001 - any failure of the store is reported in one line
-        return f"the run's parameters are not on its MLflow parent run ({uri}): {tracking.one_line(e)}"
+    except Exception as e:  # any failure of the store is reported, in one line
+        return (
+            f"the run's parameters are not on its MLflow parent run ({uri}): {tracking.one_line(e)}"
+        )
     return ""
 
 
