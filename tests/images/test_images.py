@@ -62,3 +62,11 @@ def test_build_commands_tag_with_version_and_commit() -> None:
     assert f"-t {AGENT_REPO}:{__version__}-0123456789ab " in agent
     assert "-dirty" in build_commands(sha, dirty=True)[0]
     assert "GIT_SHA" not in build_commands("")[0]  # not a git checkout: the version tag only
+
+
+def test_both_images_start_from_the_same_base_pinned_by_digest() -> None:
+    bases = {
+        re.search(r"^ARG BASE_IMAGE=(\S+)$", f.read_text(), re.M).group(1) for f in DOCKERFILES
+    }
+    (base,) = bases
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base)
