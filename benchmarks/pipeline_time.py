@@ -32,6 +32,7 @@ from kfp import dsl
 
 from benchmarks.common import Progress, default_preset, emit, median, timed
 from edgetune.images import COMPONENT_IMAGE
+from edgetune.pipelines import warm
 
 # Modules a heavy component process ends up importing, timed one after the other.
 IMPORTS = ("edgetune", "mlflow", "tensorflow", "tf_keras", "tensorflow_model_optimization")
@@ -158,44 +159,88 @@ def kfp_task(root: Path, component: Any, **arguments: Any) -> float:
     return seconds
 
 
+@contextlib.contextmanager
+def task_interpreter(path: str) -> Iterator[None]:
+    """kfp.local's SubprocessRunner starts its tasks with sys.executable: `path` meanwhile."""
+    before, sys.executable = sys.executable, path
+    try:
+        yield
+    finally:
+        sys.executable = before
+
+
 def fixed_cost_probes(work: Path, repeats: int, log: Progress) -> dict[str, Any]:
     """The per-task fixed costs, each measured `repeats` times interleaved, with their medians.
 
     The probes: an interpreter importing what a component imports, a bare interpreter, a
-    trivial kfp.local task, and the same task opening and closing an MLflow component run.
+    trivial kfp.local task, and the same task opening and closing an MLflow component run;
+    the last two also warm, forked from local-run's zygote (`warm`), whose start-up (import
+    everything once) is measured too.
     """
-    walls: dict[str, list[float]] = {"import": [], "bare": [], "kfp_task": [], "tracked": []}
+    walls: dict[str, list[float]] = {
+        "import": [], "bare": [], "kfp_task": [], "tracked": [], "kfp_task_warm": [],
+        "tracked_warm": [],
+    }  # fmt: skip
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"  # the local run's store, already set up
     parts: dict[str, list[float]] = {name: [] for name in IMPORTS}
-    for r in range(repeats):
-        wall, each = import_probe()
-        walls["import"].append(wall)
-        for name, seconds in each.items():
-            parts[name].append(seconds)
-        walls["bare"].append(bare_interpreter())
-        walls["kfp_task"].append(kfp_task(work / "noop", noop, x=1))
-        walls["tracked"].append(
-            kfp_task(
-                work / "noop",
-                tracked_noop,
-                run_name=f"bench-noop-{r}",
-                tracking_uri=tracking_uri,
+    zygote, zygote_seconds = timed(lambda: _ready(warm.Zygote()))
+    try:
+        for r in range(repeats):
+            _probe_round(r, work, tracking_uri, zygote, walls, parts)
+            log(
+                f"probe {r + 1}/{repeats}: imports {walls['import'][-1]:.1f} s, bare "
+                f"{walls['bare'][-1]:.2f} s, kfp noop task {walls['kfp_task'][-1]:.2f} s "
+                f"(warm {walls['kfp_task_warm'][-1]:.2f} s), tracked noop task "
+                f"{walls['tracked'][-1]:.1f} s (warm {walls['tracked_warm'][-1]:.2f} s)"
             )
-        )
-        log(
-            f"probe {r + 1}/{repeats}: imports {wall:.1f} s, bare {walls['bare'][-1]:.2f} s, "
-            f"kfp noop task {walls['kfp_task'][-1]:.2f} s, "
-            f"tracked noop task {walls['tracked'][-1]:.1f} s"
-        )
+    finally:
+        zygote.stop()
     return {
         "repeats": repeats,
         "import_process_seconds": median(walls["import"]),
         "bare_interpreter_seconds": median(walls["bare"]),
         "kfp_noop_task_seconds": median(walls["kfp_task"]),
         "tracked_noop_task_seconds": median(walls["tracked"]),
+        "warm_kfp_noop_task_seconds": median(walls["kfp_task_warm"]),
+        "warm_tracked_noop_task_seconds": median(walls["tracked_warm"]),
+        "zygote_ready_seconds": zygote_seconds,
         "import_seconds": {name: median(v) for name, v in parts.items()},
         "all": {k: [round(x, 3) for x in v] for k, v in walls.items()},
     }
+
+
+def _ready(zygote: warm.Zygote) -> warm.Zygote:
+    if not zygote.wait_ready():
+        zygote.stop()
+        raise RuntimeError("the warm zygote did not start")
+    return zygote
+
+
+def _probe_round(
+    r: int,
+    work: Path,
+    tracking_uri: str,
+    zygote: warm.Zygote,
+    walls: dict[str, list[float]],
+    parts: dict[str, list[float]],
+) -> None:
+    """One round of every probe, cold then warm."""
+    wall, each = import_probe()
+    walls["import"].append(wall)
+    for name, seconds in each.items():
+        parts[name].append(seconds)
+    walls["bare"].append(bare_interpreter())
+    walls["kfp_task"].append(kfp_task(work / "noop", noop, x=1))
+    walls["tracked"].append(
+        kfp_task(work / "noop", tracked_noop, run_name=f"bench-noop-{r}",
+                 tracking_uri=tracking_uri)
+    )  # fmt: skip
+    with task_interpreter(str(zygote.shim)):
+        walls["kfp_task_warm"].append(kfp_task(work / "noop", noop, x=1))
+        walls["tracked_warm"].append(
+            kfp_task(work / "noop", tracked_noop, run_name=f"bench-noop-warm-{r}",
+                     tracking_uri=tracking_uri)
+        )  # fmt: skip
 
 
 def run(work: Path, *, repeats: int = 5) -> dict[str, Any]:

@@ -237,6 +237,18 @@ def _rerun_line(rerun: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _warm_line(p: dict[str, Any]) -> list[str]:
+    if "warm_tracked_noop_task_seconds" not in p:
+        return []
+    return [
+        "",
+        f"The same two tasks forked from a warm zygote (`pipelines/warm.py`, local-run's default; "
+        f"it imported everything once in {s(p['zygote_ready_seconds'], 1)}): trivial task "
+        f"{s(p['warm_kfp_noop_task_seconds'], 2)}, opening and closing the MLflow run "
+        f"{s(p['warm_tracked_noop_task_seconds'], 2)}.",
+    ]
+
+
 def pipeline_lines(r: dict[str, Any]) -> list[str]:
     """The pipeline-time section: each component's share of the wall time and the fixed cost."""
     wall = r["pipeline_wall_seconds"]
@@ -269,6 +281,7 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
         f"MLflow component run {s(p['tracked_noop_task_seconds'], 2)}, of which "
         f"{s(p['tracked_noop_task_seconds'] - p['kfp_noop_task_seconds'] - p['import_seconds']['mlflow'], 2)} "
         f"is opening and closing the run on the SQLite store (after the mlflow import).",
+        *_warm_line(p),
         "",
         *table(
             ["estimate of the fixed cost", "seconds", "× measured fixed"],

@@ -25,7 +25,7 @@ from edgetune import files
 from edgetune.agent.local_fleet import LocalFleet, start_local_fleet
 from edgetune.components.common import summary, tracking
 from edgetune.errors import EdgetuneError
-from edgetune.pipelines import local_runs, reuse, tracking_server, versions
+from edgetune.pipelines import local_runs, reuse, tracking_server, versions, warm
 from edgetune.pipelines import params as run_params
 from edgetune.pipelines.parameters import D
 from edgetune.pipelines.tracking_server import TrackingServer
@@ -70,7 +70,12 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_pipeline(
-    params: dict[str, Any], out: Path, *, cache: bool = True, tracking_url: str = ""
+    params: dict[str, Any],
+    out: Path,
+    *,
+    cache: bool = True,
+    tracking_url: str = "",
+    warm_tasks: bool = True,
 ) -> tuple[float, dict[str, str]]:
     """Runs the DAG through kfp.local; returns its wall time (s) and its cache hits.
 
@@ -78,6 +83,8 @@ def run_pipeline(
     outputs) match an earlier run's is not run again: kfp.local hands on that run's outputs
     from the cache beside the runs (runs/.kfp_cache), as long as they still exist. The tasks
     track to `tracking_url` (the local tracking server) when given, else to the store itself.
+    With `warm_tasks`, each task forks from one process that imported TensorFlow and MLflow
+    once (`warm`) instead of starting a fresh interpreter.
     """
     from kfp import local
 
@@ -108,7 +115,7 @@ def run_pipeline(
     real_print = builtins.print
     start = time.perf_counter()
     try:
-        with reuse.recording_cache_hits() as hits:
+        with reuse.recording_cache_hits() as hits, warm.warm_tasks(warm_tasks):
             edgetune_pipeline(**params)
     finally:
         builtins.print = real_print
@@ -192,7 +199,11 @@ def run_local(args: argparse.Namespace) -> LocalRun:
             url = server.wait() if server else ""
             with local_runs.exported(local_runs.context_env(params, parent_id, url)):
                 wall, hits = run_pipeline(
-                    params, out, cache=not getattr(args, "no_cache", False), tracking_url=url
+                    params,
+                    out,
+                    cache=not getattr(args, "no_cache", False),
+                    tracking_url=url,
+                    warm_tasks=not getattr(args, "cold_tasks", False),
                 )
             result = collect_summary(params, parent_id, wall, out, hits)
         except BaseException as e:

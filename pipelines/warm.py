@@ -1,0 +1,167 @@
+"""Warm task interpreters for local runs: a fork server, like gunicorn --preload.
+
+kfp.local's SubprocessRunner starts every task as a fresh `python -m kfp.dsl.executor_main`,
+which spends seconds importing TensorFlow, tfmot and MLflow before its first line of work.
+`warm_tasks()` starts one server process (the "zygote") that imports all of that once,
+without running a TensorFlow op (no eager context, no Python thread), and points
+sys.executable, which kfp.local uses as the task interpreter, at a shim (`warm_shim`). The
+shim hands each task's argv, cwd, environment and stdio to the zygote, which forks; the child
+runs the command as the interpreter would have. Results are the same: the child starts from
+the same imports with the task's own environment, and the shim runs the real interpreter
+whenever the environment differs where an import reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import pkgutil
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# Variables read at import time (by Python, TensorFlow, Keras, BLAS, MLflow, kfp): a task
+# whose values differ from the zygote's runs cold.
+IMPORT_ENV_PREFIXES = (
+    "TF_", "KERAS_", "PYTHON", "CUDA_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "XLA_", "LD_",
+    "MLFLOW_", "GRPC_", "ABSL_", "_KFP_", "LC_", "LANG", "TMPDIR",
+)  # fmt: skip
+PRELOAD = (
+    "tensorflow",
+    "tf_keras",
+    "tensorflow_model_optimization",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.db.utils",
+    "sqlalchemy.dialects.sqlite",
+    # executor_main's imports, not itself: the task runs it as __main__ (runpy warns when a
+    # module it runs is already imported).
+    "kfp.dsl.executor",
+    "kfp.dsl.kfp_config",
+    "kfp.dsl.utils",
+)
+TASK_ENV = {"_KFP_RUNTIME": "true"}  # what kfp's command sets for the executor (kfp reads it)
+
+
+def preload(modules: tuple[str, ...] = ()) -> None:
+    """Imports `modules`, by default what the tasks import: PRELOAD, then the components'.
+
+    Not the components' KFP wrappers: they need kfp's compile-time half, which a task's
+    runtime (_KFP_RUNTIME=true) does not load.
+    """
+    for name in modules or PRELOAD:
+        importlib.import_module(name)
+    if modules:
+        return
+    import edgetune.components as components
+
+    for info in pkgutil.walk_packages(components.__path__, components.__name__ + "."):
+        if not info.name.endswith(".component"):
+            importlib.import_module(info.name)
+
+
+def fork_safe_problem() -> str:
+    """Why forking now would be unsafe, or "" when it is safe.
+
+    Unsafe: a Python thread, or TensorFlow's eager context (it owns the op thread pools, which
+    a fork would not copy).
+    """
+    import threading
+
+    if threading.active_count() != 1:
+        return f"{threading.active_count()} Python threads: {threading.enumerate()}"
+    tf_context = sys.modules.get("tensorflow.python.eager.context")
+    if tf_context is not None and tf_context.context_safe() is not None:
+        return "TensorFlow's eager context exists"
+    return ""
+
+
+class Zygote:
+    """The server process and its private folder (mode 0700: the socket, the shim, a log)."""
+
+    def __init__(
+        self, env: dict[str, str] | None = None, preload: tuple[str, ...] | None = None
+    ) -> None:
+        """Starts the zygote with `env` (default: os.environ) and the tasks' own variables.
+
+        `preload` names the modules to import instead of PRELOAD and the components'.
+        """
+        self.home = Path(tempfile.mkdtemp(prefix="edgetune-warm-"))  # mkdtemp: mode 0700
+        self.env = {**(os.environ if env is None else env), **TASK_ENV}
+        self.python = sys.executable
+        self.shim = self.home / "python3"
+        log = (self.home / "zygote.log").open("wb")
+        with log:
+            self.process = subprocess.Popen(
+                [
+                    self.python,
+                    "-m",
+                    "edgetune.pipelines.warm_server",
+                    str(self.home),
+                    str(os.getpid()),
+                    *(preload or ()),
+                ],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self._write_shim()
+
+    def _write_shim(self) -> None:
+        config = {
+            "python": self.python,
+            "zygote_pid": self.process.pid,
+            "import_env_prefixes": IMPORT_ENV_PREFIXES,
+            "import_env": {k: v for k, v in self.env.items() if k.startswith(IMPORT_ENV_PREFIXES)},
+        }
+        (self.home / "config.json").write_text(json.dumps(config))
+        source = (Path(__file__).parent / "warm_shim.py").read_text()
+        self.shim.write_text(f"#!{self.python} -IS\n{source}")
+        self.shim.chmod(0o700)
+
+    def wait_ready(self, timeout_s: float = 300.0) -> bool:
+        """Waits until the zygote accepts tasks; False if it died or took too long."""
+        deadline = time.monotonic() + timeout_s
+        while self.process.poll() is None and time.monotonic() < deadline:
+            if (self.home / "ready").exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stops the zygote (it stops its running tasks first) and removes its folder."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def warm_tasks(enabled: bool = True) -> Iterator[Zygote | None]:
+    """Within it, kfp.local's SubprocessRunner tasks start from a warm zygote (Linux only).
+
+    Start it once the tasks' environment is in os.environ. The zygote stops on every exit;
+    should this process be SIGKILLed, the zygote notices its parent is gone and exits too.
+    """
+    if not enabled or not sys.platform.startswith("linux"):
+        yield None
+        return
+    zygote = Zygote()
+    real = sys.executable
+    sys.executable = str(zygote.shim)  # kfp.local reads it when each task starts
+    try:
+        yield zygote
+    finally:
+        sys.executable = real
+        zygote.stop()
