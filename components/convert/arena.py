@@ -12,10 +12,16 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgetune import files
+
+# What `device_fit` reports besides the file's sha256.
+FIT_KEYS = ("full_integer_problem", "arena_bytes", "arena_source")
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 TFLM_TIMEOUT_S = 120
 # The child: load the file with room to spare, print the allocation recorder's report.
@@ -33,6 +39,31 @@ def measure_arena(path: str | os.PathLike) -> tuple[int, str]:
     if measured is not None:
         return measured, "tflite-micro"
     return _litert_arena(path), "litert-plan"
+
+
+def device_fit(path: str | os.PathLike, earlier: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a device needs of the .tflite at `path`: why it is not full-integer, its arena.
+
+    Args:
+        path: the .tflite file.
+        earlier: the same figures (`FIT_KEYS`) an earlier step measured, with the `sha256`
+            of the file it measured. Reused when that is this file's sha256: measuring the
+            arena starts TFLite Micro in a child process. Measured afresh otherwise.
+
+    Returns:
+        `sha256` and the `FIT_KEYS`: full_integer_problem ("" when full-integer),
+        arena_bytes and arena_source (as `measure_arena`).
+    """
+    digest = files.sha256_file(path)
+    if earlier and earlier.get("sha256") == digest and all(k in earlier for k in FIT_KEYS):
+        return {"sha256": digest, **{k: earlier[k] for k in FIT_KEYS}}
+    arena_bytes, arena_source = measure_arena(path)
+    return {
+        "sha256": digest,
+        "full_integer_problem": full_integer_problem(path),
+        "arena_bytes": arena_bytes,
+        "arena_source": arena_source,
+    }
 
 
 def full_integer_problem(path: str | os.PathLike) -> str:

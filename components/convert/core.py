@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from edgetune import files, litert
-from edgetune.components.convert.arena import full_integer_problem, measure_arena
+from edgetune.components.convert.arena import device_fit
 from edgetune.components.convert.outputs import ConvertReport
 from edgetune.errors import EdgetuneError
 from edgetune.step_config import StepConfig
@@ -148,9 +148,21 @@ def convert(
 
 
 def convert_float_beside(
-    float_model: Any, sample: np.ndarray, float_out: str | os.PathLike, int8_out: str | os.PathLike
+    float_model: Any,
+    sample: np.ndarray,
+    float_out: str | os.PathLike,
+    int8_out: str | os.PathLike,
+    int8_fit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes the float32 baseline and checks it and the int8 file already at `int8_out`.
+
+    Args:
+        float_model: the float Keras model.
+        sample: one model-ready input both files run in LiteRT.
+        float_out: where the float32 .tflite goes.
+        int8_out: the int8 .tflite, already written.
+        int8_fit: its full-integer problem and arena as an earlier step measured them
+            (`arena.device_fit`); reused when they are of the same bytes.
 
     Returns:
         What `convert` returns.
@@ -158,16 +170,13 @@ def convert_float_beside(
     files.write_bytes(float_out, to_float_tflite(float_model))
     float_check = check_tflite(float_out, sample)
     int8_check = check_tflite(int8_out, sample)
-    problem = full_integer_problem(int8_out)
-    arena_bytes, arena_source = measure_arena(int8_out)
+    fit = device_fit(int8_out, int8_fit)
     return {
         "tflite_float": float_check.to_dict(),
         "tflite_int8": {
             **int8_check.to_dict(),
-            "full_integer": not problem,
-            "full_integer_problem": problem,
-            "arena_bytes": arena_bytes,
-            "arena_source": arena_source,
+            "full_integer": not fit["full_integer_problem"],
+            **fit,
         },
         "int8_to_float": int8_check.size_bytes / float_check.size_bytes,
         "int8_gzip_to_float": int8_check.gzip_bytes / float_check.size_bytes,
@@ -213,7 +222,7 @@ def convert_artifacts(
     representative = representative_set(x_train, config.representative_samples, config.seed)
     report = convert_float_beside(
         training.load_model_artifact(float_dir), representative[:1],
-        files.artifact_dir(float_out_dir) / files.TFLITE_MODEL, int8_out,
+        files.artifact_dir(float_out_dir) / files.TFLITE_MODEL, int8_out, _branch_fit(int8_dir),
     )  # fmt: skip
     keras_file = Path(int8_dir) / files.KERAS_MODEL
     if keras_file.is_file():
@@ -221,3 +230,17 @@ def convert_artifacts(
         # (QAT or not) the chosen file was converted from: what a device personalizes.
         report["split"] = write_split(load_qat_model(keras_file), representative, int8_out_dir)
     return ConvertReport(report)
+
+
+def _branch_fit(int8_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """What the search branch measured of the chosen file (candidate.json beside it), if any.
+
+    In `arena.device_fit`'s terms; None without a record, or one that lacks a figure.
+    """
+    path = Path(int8_dir) / files.CANDIDATE
+    measured = (files.read_json(path).get("measured") or {}) if path.is_file() else {}
+    keys = {"sha256": "sha256", "full_integer_problem": "int8_problem",
+            "arena_bytes": "arena_bytes", "arena_source": "arena_source"}  # fmt: skip
+    if not all(k in measured for k in keys.values()):
+        return None
+    return {ours: measured[theirs] for ours, theirs in keys.items()}

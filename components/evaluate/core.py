@@ -125,7 +125,9 @@ def plot_confusion(
 
 def keras_predictions(model: Any, x: np.ndarray) -> np.ndarray:
     """The predicted class index of each input of `x` by a Keras model."""
-    return np.argmax(model.predict(x, batch_size=256, verbose=0), axis=-1)
+    from edgetune.components.common import training
+
+    return np.argmax(training.scores(model, x), axis=-1)
 
 
 def tflite_stage(
@@ -164,15 +166,17 @@ def split_stage(
 
 
 def device_fit(path: str | os.PathLike) -> dict[str, Any]:
-    """What the device needs of the int8 file, measured on the file: full-integer, arena."""
-    from edgetune.components.convert.arena import full_integer_problem, measure_arena
+    """What the device needs of the int8 file, measured on the file: full-integer, arena.
 
-    arena_bytes, source = measure_arena(path)
-    return {
-        "full_integer_problem": full_integer_problem(path),
-        "arena_bytes": arena_bytes,
-        "arena_source": source,
-    }
+    convert's report beside the file holds the same figures, measured on the same bytes
+    when its sha256 is the file's: they are taken from it then, measured afresh otherwise.
+    """
+    from edgetune.components.convert import arena
+
+    report = Path(path).parent / files.CONVERT_REPORT
+    earlier = files.read_json(report).get("tflite_int8") if report.is_file() else None
+    fit = arena.device_fit(path, earlier)
+    return {k: fit[k] for k in arena.FIT_KEYS}
 
 
 def gate(

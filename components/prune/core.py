@@ -89,15 +89,26 @@ def prune(
     config: PruneConfig,
     *,
     on_epoch: training.EpochHook | None = None,
+    validate: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """Prunes `model` by magnitude to `config.target_sparsity` while retraining it.
 
     Precondition: `model` is a flat Functional or Sequential tf_keras model (no nested
     models), as fine_tune builds.
 
+    Args:
+        model: the model to prune (its layers are reused).
+        data_dir: preprocess's output folder.
+        config: the target sparsity and the retraining's settings.
+        on_epoch: called as (phase, epoch, logs) after every epoch.
+        validate: score the validation split after every epoch and at the end; False for
+            a caller that scores the model itself (a search branch) and would discard them.
+            The training is the same either way.
+
     Returns:
         The stripped model (plain Keras layers, zeros in the kernels) and a report with
-        the measured sparsity of the prunable kernels and the validation accuracy.
+        the measured sparsity of the prunable kernels and (with `validate`) the
+        validation accuracy.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -123,19 +134,17 @@ def prune(
         tfmot.sparsity.keras.UpdatePruningStep(),
         *training.epoch_callback("prune", on_epoch),
     ]
+    val = training.dataset(x_val, y_val, config.batch_size, shuffle=False) if validate else None
     history = pruned.fit(
-        train,
-        validation_data=training.dataset(x_val, y_val, config.batch_size, shuffle=False),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=2,
+        train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=2
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     report = {
         "config": config.model_dump(),
         "sparsity": sparsity(stripped),
         "pruned_layers": sorted(prunable_kernels(stripped)),
-        "val_accuracy": training.accuracy(stripped, x_val, y_val),
         "history": training.history_of(history),
     }
+    if validate:
+        report["val_accuracy"] = training.accuracy(stripped, x_val, y_val)
     return stripped, report

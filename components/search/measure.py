@@ -9,6 +9,7 @@ profile's MACs per ms) times the profile's active power.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import time
@@ -44,6 +45,7 @@ class Measured:
     tflm_supported: bool | None = None
     problems: tuple[str, ...] = ()
     int8_problem: str = ""  # why the file is not full-integer int8, as the gate requires
+    sha256: str = ""  # of the file measured: convert reuses the arena measured here
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as plain JSON values."""
@@ -66,19 +68,24 @@ def measure(
         profile: the target device (its runtime decides whether TFLite Micro runs).
         latency_ms: this file's LiteRT latency, from `interleaved_latency_ms`.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from edgetune.components.convert.arena import full_integer_problem, measure_arena
 
     path = Path(path)
     data = path.read_bytes()
-    interpreter = litert.load(str(path))
-    litert_scores = litert.predict(interpreter, x_test)
-    litert_classes = np.argmax(litert_scores, axis=-1)
-    arena_bytes, arena_source = measure_arena(path)
-    macs = count_macs(interpreter)
+    # The arena is measured in a child process: it runs while this one scores the file.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        arena = pool.submit(measure_arena, path)
+        interpreter = litert.load(str(path))
+        litert_scores = litert.predict(interpreter, x_test)
+        litert_classes = np.argmax(litert_scores, axis=-1)
+        macs = count_macs(interpreter)
+        micro: dict[str, Any] = {}
+        if profile.runtime == "tflite-micro":
+            micro = _micro_figures(path, interpreter, x_test, y_test, litert_classes)
+        arena_bytes, arena_source = arena.result()
     device_ms = macs / profile.macs_per_ms
-    micro: dict[str, Any] = {}
-    if profile.runtime == "tflite-micro":
-        micro = _micro_figures(path, interpreter, x_test, y_test, litert_classes)
     return Measured(
         flash_bytes=len(data),
         gzip_bytes=files.gzip_size(data),
@@ -91,6 +98,7 @@ def measure(
         device_latency_ms_estimate=device_ms,
         energy_uj_estimate=device_ms * profile.active_power_mw if profile.active_power_mw else None,
         int8_problem=full_integer_problem(path),
+        sha256=hashlib.sha256(data).hexdigest(),
         **micro,
     )
 

@@ -92,11 +92,27 @@ def test_save_model_round_trips_weights_and_predictions_atomically(tmp_path):
 
 
 def test_accuracy_counts_argmax_hits():
-    class Fixed:
-        def predict(self, x, batch_size, verbose):
-            return np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    outputs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
 
-    assert training.accuracy(Fixed(), np.zeros(4), np.array([0, 1, 1, 1])) == pytest.approx(0.75)
+    class Fixed:  # a small array is scored eagerly, batch by batch
+        def __call__(self, x, training):
+            assert training is False
+            return outputs[x.astype(int)]
+
+    hits = training.accuracy(Fixed(), np.arange(4), np.array([0, 1, 1, 1]), batch_size=3)
+    assert hits == pytest.approx(0.75)
+
+
+def test_scores_are_the_same_eagerly_and_through_predict(monkeypatch):
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
+    x = np.random.default_rng(0).random((10, 3), dtype=np.float32)
+
+    eager = training.scores(model, x, batch_size=4)
+    monkeypatch.setattr(training, "EAGER_SCORES_MAX", 5)  # 10 inputs: through predict
+    np.testing.assert_array_equal(eager, training.scores(model, x, batch_size=4))
 
 
 def test_a_train_report_fills_its_stage_only_with_the_sparsity_it_measured():
