@@ -228,9 +228,14 @@ def training_scale(compression: dict[str, Any]) -> str:
 def _rerun_line(rerun: dict[str, Any] | None) -> list[str]:
     if not rerun:
         return []
+    what = (
+        f"only `{' '.join(rerun['changed'])}` changed"
+        if rerun.get("changed")
+        else "nothing changed"
+    )
     return [
         "",
-        f"The same command again, nothing changed (a fresh `edgetune local-run` process): "
+        f"The same command again, {what} (a fresh `edgetune local-run` process): "
         f"{s(rerun['command_seconds'], 1)} for the whole command, pipeline "
         f"{s(rerun['pipeline_wall_seconds'], 1)}, {rerun['status']}; from the cache: "
         f"{', '.join(rerun['cached']) or 'nothing'}; ran: {', '.join(rerun['ran']) or 'nothing'}.",
@@ -260,7 +265,11 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
             pct(r["work_seconds_total"] / wall),
         ]
     )
-    rows.append(["**fixed (wall − work)**", f"**{s(r['fixed_seconds'])}**", pct(r["fixed_share"])])
+    if "work_seconds_on_path" in r:  # the branches overlap: only the longest is on the path
+        path = r["work_seconds_on_path"]
+        rows.append(["**work on the path**", f"**{s(path)}**", pct(path / wall)])
+    rows.append(["**fixed (wall − work on the path)**", f"**{s(r['fixed_seconds'])}**",
+                 pct(r["fixed_share"])])  # fmt: skip
     rows.append(["**pipeline wall**", f"**{s(wall)}**", "100%"])
     p, e = r["probes"], r["estimates"]
     imports = ", ".join(f"{k} {t:.2f} s" for k, t in p["import_seconds"].items())
@@ -270,6 +279,7 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
         f"`component_seconds`). `run_local` call, agents and summary included: "
         f"{s(r['run_local_call_seconds'])}.",
         *_rerun_line(r.get("cached_rerun")),
+        *_rerun_line(r.get("changed_sparsity_rerun")),
         "",
         *table(["component", "work (its MLflow run)", "share of wall"], rows),
         "",
@@ -287,7 +297,7 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
             ["estimate of the fixed cost", "seconds", "× measured fixed"],
             [
                 [
-                    "measured: wall − Σ work",
+                    "measured: wall − work on the path",
                     s(r["fixed_seconds"]),
                     "1.00×",
                 ],
