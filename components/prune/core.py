@@ -70,14 +70,21 @@ def prune_supported_layers(model: Any, schedule: Any) -> Any:
     tfmot's whole-model `prune_low_magnitude` refuses a model with any layer it does not
     know, as zoo backbones and users' files have (MobileNetV3's Rescaling).
     """
+    import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
     def wrap(layer: Any) -> Any:
-        if prune_registry.PruneRegistry.supports(layer) and layer.weights:
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-        return layer
+        if not (prune_registry.PruneRegistry.supports(layer) and layer.weights):
+            return layer
+        wrapper = tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        # Keras has AutoGraph rewrite a non-Keras layer's call, and with it every tfmot
+        # function it calls, at each trace: about 1 s of fit's first step. The wrapper is
+        # graph code already (tf.cond through smart_cond); the graph, and so the trained
+        # weights, are the same without it.
+        wrapper.call = tf.autograph.experimental.do_not_convert(wrapper.call)
+        return wrapper
 
     # The clone reuses the layer objects it is handed back, and so their weights.
     return keras.models.clone_model(model, clone_function=wrap)

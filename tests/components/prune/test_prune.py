@@ -56,6 +56,22 @@ def test_the_pruned_model_still_classifies_and_its_zeros_compress(small):
 
 
 @pytest.mark.slow
+def test_without_validation_the_same_model_is_trained_and_no_val_figures_reported(small):
+    from edgetune.components.prune.core import prune
+
+    # As the fixture pruned it, validating.
+    config = PruneConfig(target_sparsity=support.PRUNE_TARGET, epochs=2, learning_rate=1e-3,
+                         batch_size=16)  # fmt: skip
+    model, report = prune(training.load_model(small.float.model_file), small.data_dir, config,
+                          validate=False)  # fmt: skip
+
+    assert "val_accuracy" not in report and "val_loss" not in report["history"]
+    assert report["sparsity"] == small.pruned.report["sparsity"]
+    for ours, validated in zip(model.get_weights(), small.pruned.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, validated)
+
+
+@pytest.mark.slow
 def test_sparsity_reads_plain_and_qat_models_alike(small):
     for model in (small.float.model, small.pruned.model, small.pqat.model, small.qat.model):
         assert sparsity(model) == pytest.approx(support.kernel_sparsity(model))
