@@ -167,16 +167,6 @@ def kfp_task(root: Path, component: Any, **arguments: Any) -> float:
     return seconds
 
 
-@contextlib.contextmanager
-def task_interpreter(path: str) -> Iterator[None]:
-    """kfp.local's SubprocessRunner starts its tasks with sys.executable: `path` meanwhile."""
-    before, sys.executable = sys.executable, path
-    try:
-        yield
-    finally:
-        sys.executable = before
-
-
 def fixed_cost_probes(work: Path, repeats: int, log: Progress) -> dict[str, Any]:
     """The per-task fixed costs, each measured `repeats` times interleaved, with their medians.
 
@@ -243,7 +233,7 @@ def _probe_round(
         kfp_task(work / "noop", tracked_noop, run_name=f"bench-noop-{r}",
                  tracking_uri=tracking_uri)
     )  # fmt: skip
-    with task_interpreter(str(zygote.shim)):
+    with warm.tasks_from(zygote):
         walls["kfp_task_warm"].append(kfp_task(work / "noop", noop, x=1))
         walls["tracked_warm"].append(
             kfp_task(work / "noop", tracked_noop, run_name=f"bench-noop-warm-{r}",

@@ -75,7 +75,7 @@ def run_pipeline(
     *,
     cache: bool = True,
     tracking_url: str = "",
-    warm_tasks: bool = True,
+    zygote: warm.Zygote | None = None,
 ) -> tuple[float, dict[str, str]]:
     """Runs the DAG through kfp.local; returns its wall time (s) and its cache hits.
 
@@ -83,8 +83,8 @@ def run_pipeline(
     outputs) match an earlier run's is not run again: kfp.local hands on that run's outputs
     from the cache beside the runs (runs/.kfp_cache), as long as they still exist. The tasks
     track to `tracking_url` (the local tracking server) when given, else to the store itself.
-    With `warm_tasks`, each task forks from one process that imported TensorFlow and MLflow
-    once (`warm`) instead of starting a fresh interpreter.
+    With a `zygote`, each task forks from that process, which imported TensorFlow and MLflow
+    once (`warm`), instead of starting a fresh interpreter.
     """
     from kfp import local
 
@@ -115,7 +115,7 @@ def run_pipeline(
     real_print = builtins.print
     start = time.perf_counter()
     try:
-        with reuse.recording_cache_hits() as hits, warm.warm_tasks(warm_tasks):
+        with reuse.recording_cache_hits() as hits, warm.tasks_from(zygote):
             edgetune_pipeline(**params)
     finally:
         builtins.print = real_print
@@ -191,7 +191,8 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     for name in closed:
         print(f"marked {name} KILLED: its local-run process is gone")
     fleet = server = None
-    with local_runs.interruptible():
+    warm_tasks = not getattr(args, "cold_tasks", False)  # it imports while the agents start
+    with local_runs.interruptible(), warm.zygote(warm_tasks) as zygote:
         try:
             if getattr(args, "tracking_server", False):  # serves while the agents start
                 server = _start_tracking_server(params["tracking_uri"])
@@ -203,7 +204,7 @@ def run_local(args: argparse.Namespace) -> LocalRun:
                     out,
                     cache=not getattr(args, "no_cache", False),
                     tracking_url=url,
-                    warm_tasks=not getattr(args, "cold_tasks", False),
+                    zygote=zygote,
                 )
             result = collect_summary(params, parent_id, wall, out, hits)
         except BaseException as e:

@@ -2,13 +2,19 @@
 
 kfp.local's SubprocessRunner starts every task as a fresh `python -m kfp.dsl.executor_main`,
 which spends seconds importing TensorFlow, tfmot and MLflow before its first line of work.
-`warm_tasks()` starts one server process (the "zygote") that imports all of that once,
-without running a TensorFlow op (no eager context, no Python thread), and points
+`zygote()` starts one server process (`warm_server`) that imports all of that once, without
+running a TensorFlow op (no eager context, no Python thread); `tasks_from()` then points
 sys.executable, which kfp.local uses as the task interpreter, at a shim (`warm_shim`). The
 shim hands each task's argv, cwd, environment and stdio to the zygote, which forks; the child
 runs the command as the interpreter would have. Results are the same: the child starts from
 the same imports with the task's own environment, and the shim runs the real interpreter
 whenever the environment differs where an import reads it.
+
+Not copied by a fork, and so not shared with the tasks: Python threads (there are none),
+TensorFlow's op thread pools (made with its eager context, which the zygote never creates).
+Native threads do exist after the imports, each fork-aware: OpenBLAS's pools (numpy, scipy;
+shut down before a fork, re-made on use) and pyarrow's jemalloc background thread (a forked
+child runs without it).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ IMPORT_ENV_PREFIXES = (
     "TF_", "KERAS_", "PYTHON", "CUDA_", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "XLA_", "LD_",
     "MLFLOW_", "GRPC_", "ABSL_", "_KFP_", "LC_", "LANG", "TMPDIR",
 )  # fmt: skip
+# ...except these, which MLflow reads when called (checked by a test): local-run sets them
+# for the tasks after the zygote has started.
+CALL_TIME_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
 PRELOAD = (
     "tensorflow",
     "tf_keras",
@@ -119,7 +128,12 @@ class Zygote:
             "python": self.python,
             "zygote_pid": self.process.pid,
             "import_env_prefixes": IMPORT_ENV_PREFIXES,
-            "import_env": {k: v for k, v in self.env.items() if k.startswith(IMPORT_ENV_PREFIXES)},
+            "call_time_env": CALL_TIME_ENV,
+            "import_env": {
+                k: v
+                for k, v in self.env.items()
+                if k.startswith(IMPORT_ENV_PREFIXES) and k not in CALL_TIME_ENV
+            },
         }
         (self.home / "config.json").write_text(json.dumps(config))
         source = (Path(__file__).parent / "warm_shim.py").read_text()
@@ -148,20 +162,41 @@ class Zygote:
 
 
 @contextlib.contextmanager
-def warm_tasks(enabled: bool = True) -> Iterator[Zygote | None]:
-    """Within it, kfp.local's SubprocessRunner tasks start from a warm zygote (Linux only).
+def zygote(enabled: bool = True) -> Iterator[Zygote | None]:
+    """The zygote (Linux only; None when not `enabled`) for the block, stopped on every exit.
 
-    Start it once the tasks' environment is in os.environ. The zygote stops on every exit;
-    should this process be SIGKILLed, the zygote notices its parent is gone and exits too.
+    Start it early: it imports while the run starts its agents. Should this process be
+    SIGKILLed, the zygote notices its parent is gone and exits too.
     """
     if not enabled or not sys.platform.startswith("linux"):
         yield None
         return
-    zygote = Zygote()
-    real = sys.executable
-    sys.executable = str(zygote.shim)  # kfp.local reads it when each task starts
+    started = Zygote()
     try:
-        yield zygote
+        yield started
+    finally:
+        started.stop()
+
+
+@contextlib.contextmanager
+def tasks_from(started: Zygote | None) -> Iterator[None]:
+    """Within it, kfp.local's SubprocessRunner starts its tasks through `started`'s shim.
+
+    kfp.local reads sys.executable as each task starts; nothing else should start then.
+    """
+    if started is None:
+        yield
+        return
+    real = sys.executable
+    sys.executable = str(started.shim)
+    try:
+        yield
     finally:
         sys.executable = real
-        zygote.stop()
+
+
+@contextlib.contextmanager
+def warm_tasks(enabled: bool = True) -> Iterator[Zygote | None]:
+    """`zygote` and `tasks_from` it in one block."""
+    with zygote(enabled) as started, tasks_from(started):
+        yield started

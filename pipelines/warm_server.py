@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import runpy
@@ -212,6 +213,10 @@ def main(home: Path, parent_pid: int, modules: tuple[str, ...] = ()) -> int:
     if problem := warm.fork_safe_problem():
         sys.stderr.write(f"not serving: {problem}\n")
         return 1
+    # The imports' objects to the permanent generation: a child's garbage collections then
+    # skip them instead of writing to (and so copying) every page the zygote shares with it.
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # local-run decides; Ctrl-C reaches tasks
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(home / "sock"))

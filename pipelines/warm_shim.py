@@ -41,8 +41,8 @@ def main() -> None:
 
 
 def _import_env(config: dict) -> dict:
-    prefixes = tuple(config["import_env_prefixes"])
-    return {k: v for k, v in os.environ.items() if k.startswith(prefixes)}
+    prefixes, late = tuple(config["import_env_prefixes"]), config["call_time_env"]
+    return {k: v for k, v in os.environ.items() if k.startswith(prefixes) and k not in late}
 
 
 def _alive(pid: int) -> bool:

@@ -127,7 +127,7 @@ def test_an_int_for_a_float_reaches_the_pipeline_as_a_float(nothing_starts, monk
     assert type(seen["deploy_timeout_s"]) is float
     assert seen["data_uri"] == str(nothing_starts / "photos")
     assert seen["cache"] is True  # local runs reuse unchanged steps unless --no-cache
-    assert seen["warm_tasks"] is True  # tasks fork from the zygote unless --cold-tasks
+    assert seen["zygote"] is not None  # tasks fork from it unless --cold-tasks
     assert seen["data_version"].startswith("listing:") and seen["code_version"]
 
 

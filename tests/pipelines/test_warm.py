@@ -44,7 +44,8 @@ def light():
 
 
 def test_a_task_forks_from_the_zygote_with_its_own_argv_env_and_exit_code(light):
-    done = subprocess.run([light.shim, "-c", PROBE, "a b"], env=task_env(PROBE="x"),
+    late = {name: "set later" for name in warm.CALL_TIME_ENV}  # as local-run does
+    done = subprocess.run([light.shim, "-c", PROBE, "a b"], env=task_env(PROBE="x", **late),
                           capture_output=True, text=True, timeout=30)  # fmt: skip
 
     assert done.returncode == 7, done.stderr
@@ -106,7 +107,9 @@ def test_a_kfp_local_task_runs_warm_with_the_output_it_has_cold(tmp_path, monkey
     def probe(text: str) -> str:
         import os
 
-        return f"{text} {os.environ['PROBE']} {os.getppid()}"
+        import mlflow
+
+        return f"{text} {os.environ['PROBE']} {mlflow.get_tracking_uri()} {os.getppid()}"
 
     @dsl.component(base_image="python:3.11", install_kfp_package=False)
     def fail():
@@ -114,14 +117,20 @@ def test_a_kfp_local_task_runs_warm_with_the_output_it_has_cold(tmp_path, monkey
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
     monkeypatch.setenv("PROBE", "before")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///before.db")
     with warm.warm_tasks() as zygote:
         assert zygote.wait_ready(300), (zygote.home / "zygote.log").read_text()
         monkeypatch.setenv("PROBE", "after")  # the task's environment, not the zygote's
-        text, env, parent = probe(text="hello").output.split()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///after.db")  # read when called
+        text, env, uri, parent = probe(text="hello").output.split()
         with pytest.raises(RuntimeError, match="FAILURE"):
             fail()
-    cold_text, cold_env, cold_parent = probe(text="hello").output.split()
+    cold_text, cold_env, cold_uri, cold_parent = probe(text="hello").output.split()
 
-    assert (text, env) == (cold_text, cold_env) == ("hello", "after")
+    assert (
+        (text, env, uri)
+        == (cold_text, cold_env, cold_uri)
+        == ("hello", "after", "sqlite:///after.db")
+    )
     assert int(parent) == zygote.process.pid != int(cold_parent)
     assert not zygote.home.exists() and zygote.process.poll() is not None
