@@ -41,10 +41,10 @@ IMPORT_ENV_PREFIXES = (
 # ...except these, which MLflow reads when called (checked by a test): local-run sets them
 # for the tasks after the zygote has started.
 CALL_TIME_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
-PRELOAD = (
-    "tensorflow",
-    "tf_keras",
-    "tensorflow_model_optimization",
+# What the tasks import, in two stages. The light one first: a zygote with it serves the
+# tasks that need no TensorFlow (LIGHT_TASKS) a few seconds after it starts, while a second
+# zygote, forked from it, imports TensorFlow for the others.
+LIGHT_PRELOAD = (
     "mlflow",
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.db.utils",
@@ -55,16 +55,22 @@ PRELOAD = (
     "kfp.dsl.kfp_config",
     "kfp.dsl.utils",
 )
+HEAVY_PRELOAD = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+PRELOAD = HEAVY_PRELOAD + LIGHT_PRELOAD
+# The components whose work imports no TensorFlow: they take the light zygote, so a rerun
+# (choose, deploy, finalize) and the first tasks never wait for TensorFlow's import. One that
+# does import it there is still right, only slower.
+LIGHT_TASKS = ("ingest", "select_model", "choose", "deploy", "finalize")
 TASK_ENV = {"_KFP_RUNTIME": "true"}  # what kfp's command sets for the executor (kfp reads it)
 
 
 def preload(modules: tuple[str, ...] = ()) -> None:
-    """Imports `modules`, by default what the tasks import: PRELOAD, then the components'.
+    """Imports `modules`, by default LIGHT_PRELOAD, then the components' (light, all of them).
 
     Not the components' KFP wrappers: they need kfp's compile-time half, which a task's
     runtime (_KFP_RUNTIME=true) does not load.
     """
-    for name in modules or PRELOAD:
+    for name in modules or LIGHT_PRELOAD:
         importlib.import_module(name)
     if modules:
         return
@@ -129,6 +135,7 @@ class Zygote:
             "zygote_pid": self.process.pid,
             "import_env_prefixes": IMPORT_ENV_PREFIXES,
             "call_time_env": CALL_TIME_ENV,
+            "light_tasks": LIGHT_TASKS,
             "import_env": {
                 k: v
                 for k, v in self.env.items()
@@ -140,11 +147,14 @@ class Zygote:
         self.shim.write_text(f"#!{self.python} -IS\n{source}")
         self.shim.chmod(0o700)
 
-    def wait_ready(self, timeout_s: float = 300.0) -> bool:
-        """Waits until the zygote accepts tasks; False if it died or took too long."""
+    def wait_ready(self, timeout_s: float = 300.0, marker: str = "ready") -> bool:
+        """Waits until the zygote accepts every task; False if it died or took too long.
+
+        `marker` "ready-light": until it accepts the tasks that need no TensorFlow.
+        """
         deadline = time.monotonic() + timeout_s
         while self.process.poll() is None and time.monotonic() < deadline:
-            if (self.home / "ready").exists():
+            if (self.home / marker).exists():
                 return True
             time.sleep(0.05)
         return False

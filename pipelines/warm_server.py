@@ -1,8 +1,11 @@
-"""The zygote of a warm local run (see `warm`): imports once, then forks one child per task.
+"""The zygotes of a warm local run (see `warm`): import once, then fork one child per task.
 
-`python -m edgetune.pipelines.warm_server HOME PARENT_PID [MODULE...]`. It serves on HOME/sock until
-SIGTERM or until PARENT_PID is no longer its parent (local-run was SIGKILLed); then it
-stops its running children (which also die with it: PR_SET_PDEATHSIG) and exits. A child
+`python -m edgetune.pipelines.warm_server HOME PARENT_PID [MODULE...]`. It serves the tasks
+that need no TensorFlow on HOME/sock-light, and forks a second zygote that imports TensorFlow
+and serves the rest on HOME/sock (with MODULEs: one zygote, HOME/sock). Each serves until
+SIGTERM or until its parent is gone (local-run was SIGKILLed; the second zygote's parent is
+the first); then it stops its running children (which also die with it:
+PR_SET_PDEATHSIG) and exits. A child
 becomes the task: the shim's stdio, cwd and environment, Python's default signal handlers,
 then the command run as `python -m MODULE` or `python -c CODE` would run it.
 """
@@ -208,18 +211,52 @@ def _exit_code(code: object) -> int:
 
 
 def main(home: Path, parent_pid: int, modules: tuple[str, ...] = ()) -> int:
-    """Preloads, serves on home/sock; in a forked child, runs that child's task instead."""
+    """Preloads and serves; in a forked child, runs that child's task instead.
+
+    With `modules`, one zygote imports them and serves every task on home/sock. Without, two
+    stages: this process imports the light modules (`warm.preload()`), forks the heavy zygote,
+    which imports TensorFlow and serves on home/sock (marker `ready`), and itself serves the
+    light tasks on home/sock-light (marker `ready-light`) meanwhile.
+    """
     warm.preload(modules)
     if problem := warm.fork_safe_problem():
         sys.stderr.write(f"not serving: {problem}\n")
         return 1
+    if modules:
+        return serve_on(home, "sock", "ready", parent_pid)
+    heavy = os.fork()
+    if heavy == 0:  # the heavy zygote: dies with the light one, which is its parent
+        light = os.getppid()
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        try:
+            warm.preload(warm.HEAVY_PRELOAD)
+        except BaseException as e:  # the shims then take the light zygote for every task
+            (home / "heavy-failed").write_text(f"{type(e).__name__}: {e}\n")
+            os._exit(1)
+        if problem := warm.fork_safe_problem():
+            (home / "heavy-failed").write_text(f"not serving: {problem}\n")
+            os._exit(1)
+        return serve_on(home, "sock", "ready", light, cleanup=False)
+    return serve_on(home, "sock-light", "ready-light", parent_pid, siblings=[heavy])
+
+
+def serve_on(
+    home: Path,
+    name: str,
+    marker: str,
+    parent_pid: int,
+    *,
+    siblings: list[int] | None = None,
+    cleanup: bool = True,
+) -> int:
+    """Serves tasks on home/name until told to stop or orphaned; stops `siblings` then."""
     # The imports' objects to the permanent generation: a child's garbage collections then
     # skip them instead of writing to (and so copying) every page the zygote shares with it.
     gc.collect()
     gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # local-run decides; Ctrl-C reaches tasks
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(home / "sock"))
+    listener.bind(str(home / name))
     listener.listen(16)
     server = Server(listener, parent_pid)
     read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -230,12 +267,19 @@ def main(home: Path, parent_pid: int, modules: tuple[str, ...] = ()) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes select via the pipe
-    (home / "ready").touch()
+    (home / marker).touch()
     task = serve(server, read)
     if task is None:
+        for pid in siblings or ():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         stop_children(server)
+        for pid in siblings or ():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         listener.close()
-        shutil.rmtree(home, ignore_errors=True)  # when local-run was killed, nobody else will
+        if cleanup:  # when local-run was killed, nobody else will
+            shutil.rmtree(home, ignore_errors=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # TensorFlow's interpreter teardown would take seconds, for nothing

@@ -26,7 +26,7 @@ def main() -> None:
         config = json.load(f)
     conn = None
     if sys.argv[1:2] in (["-m"], ["-c"]) and _import_env(config) == config["import_env"]:
-        conn = _connect(os.path.join(home, "sock"), config["zygote_pid"])
+        conn = _connect(home, config)
     pid = _hand_over(conn) if conn else None
     if pid is None:  # cold path: exactly what kfp.local would have started
         os.execv(config["python"], [config["python"], *sys.argv[1:]])
@@ -45,6 +45,24 @@ def _import_env(config: dict) -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith(prefixes) and k not in late}
 
 
+def _sockets(home: str, config: dict) -> list[str]:
+    """Where this task may start, best first.
+
+    A task that needs no TensorFlow takes the light zygote (or the heavy one, which has
+    everything), the others the heavy one (or the light one, when the heavy one failed).
+    """
+    argv = sys.argv[1:]
+    flag = "--function_to_execute"
+    task = argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
+    if task in config["light_tasks"]:
+        names = ["sock-light", "sock"]
+    elif os.path.exists(os.path.join(home, "heavy-failed")):
+        names = ["sock-light"]
+    else:
+        names = ["sock"]
+    return [os.path.join(home, n) for n in names]
+
+
 def _alive(pid: int) -> bool:
     try:  # a dead zygote stays a zombie until local-run reaps it: read its state
         with open(f"/proc/{pid}/stat") as f:
@@ -53,16 +71,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _connect(path: str, zygote_pid: int) -> socket.socket | None:
+def _connect(home: str, config: dict) -> socket.socket | None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while _alive(zygote_pid) and time.monotonic() < deadline:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.connect(path)
-            return conn
-        except (FileNotFoundError, ConnectionRefusedError):  # still importing
-            conn.close()
-            time.sleep(0.05)
+    while _alive(config["zygote_pid"]) and time.monotonic() < deadline:
+        for path in _sockets(home, config):
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                conn.connect(path)
+                return conn
+            except (FileNotFoundError, ConnectionRefusedError):  # still importing
+                conn.close()
+        time.sleep(0.05)
     return None
 
 

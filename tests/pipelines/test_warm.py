@@ -115,6 +115,12 @@ def test_a_kfp_local_task_runs_warm_with_the_output_it_has_cold(tmp_path, monkey
     def fail():
         raise ValueError("no")
 
+    @dsl.component(base_image="python:3.11", install_kfp_package=False)
+    def deploy() -> int:  # named as a step that needs no TensorFlow (warm.LIGHT_TASKS)
+        import os
+
+        return os.getppid()
+
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
     monkeypatch.setenv("PROBE", "before")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///before.db")
@@ -123,6 +129,8 @@ def test_a_kfp_local_task_runs_warm_with_the_output_it_has_cold(tmp_path, monkey
         monkeypatch.setenv("PROBE", "after")  # the task's environment, not the zygote's
         monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///after.db")  # read when called
         text, env, uri, parent = probe(text="hello").output.split()
+        light_parent = deploy().output
+        heavy_parent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
         with pytest.raises(RuntimeError, match="FAILURE"):
             fail()
     cold_text, cold_env, cold_uri, cold_parent = probe(text="hello").output.split()
@@ -132,5 +140,7 @@ def test_a_kfp_local_task_runs_warm_with_the_output_it_has_cold(tmp_path, monkey
         == (cold_text, cold_env, cold_uri)
         == ("hello", "after", "sqlite:///after.db")
     )
-    assert int(parent) == zygote.process.pid != int(cold_parent)
+    # a light step forks from the first zygote, the others from the one it forked (TensorFlow)
+    assert light_parent == heavy_parent == zygote.process.pid != int(cold_parent)
+    assert int(parent) != zygote.process.pid
     assert not zygote.home.exists() and zygote.process.poll() is not None
