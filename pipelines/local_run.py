@@ -176,7 +176,7 @@ class LocalRun:
 
 
 def run_local(args: argparse.Namespace) -> LocalRun:
-    """Creates the parent run, starts the agents, runs the DAG, collects summary.json.
+    """Starts the agents, creates the parent run, runs the DAG, collects summary.json.
 
     The agents are stopped unless kept; on any exception the runs still RUNNING are closed
     (KILLED after SIGINT/SIGTERM, else FAILED) and the exception propagates.
@@ -187,16 +187,21 @@ def run_local(args: argparse.Namespace) -> LocalRun:
     out.mkdir(parents=True, exist_ok=False)
     params["run_name"] = run_name
     params.setdefault("experiment", D.experiment)
-    parent_id, closed = local_runs.start_parent({**vars(D), **params})
-    for name in closed:
-        print(f"marked {name} KILLED: its local-run process is gone")
     fleet = server = None
-    warm_tasks = not getattr(args, "cold_tasks", False)  # it imports while the agents start
+    parent_id = ""
+    # The zygote imports and the agents boot while the parent run is made (MLflow's import).
+    warm_tasks = not getattr(args, "cold_tasks", False)
     with local_runs.interruptible(), warm.zygote(warm_tasks) as zygote:
         try:
+            fleet = _start_agents(args, params, out)
+            parent_id, closed = local_runs.start_parent({**vars(D), **params})
+            for name in closed:
+                print(f"marked {name} KILLED: its local-run process is gone")
             if getattr(args, "tracking_server", False):  # serves while the agents start
                 server = _start_tracking_server(params["tracking_uri"])
-            fleet = _start_agents(args, params, out)
+            if fleet is not None:
+                fleet.wait_up()
+                print(f"started {args.agents} local agents: {', '.join(fleet.urls)}")
             url = server.wait() if server else ""
             with local_runs.exported(local_runs.context_env(params, parent_id, url)):
                 wall, hits = run_pipeline(
@@ -210,7 +215,7 @@ def run_local(args: argparse.Namespace) -> LocalRun:
         except BaseException as e:
             local_runs.stop_tasks(fleet.processes if fleet else [])
             status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-            if problem := local_runs.close(params, parent_id, status):
+            if parent_id and (problem := local_runs.close(params, parent_id, status)):
                 print(problem)
             if fleet is not None:
                 fleet.stop()
@@ -237,10 +242,9 @@ def _start_agents(args: argparse.Namespace, params: dict[str, Any], out: Path) -
     from edgetune.signing import generate_keypair
 
     private, public = generate_keypair(KEY_DIR)
-    fleet = start_local_fleet(args.agents, out / "agents", public)
+    fleet = start_local_fleet(args.agents, out / "agents", public, wait=False)  # see wait_up
     params.setdefault("fleet_file", str(fleet.fleet_file))
     params.setdefault("signing_key", str(private.resolve()))
-    print(f"started {args.agents} local agents: {', '.join(fleet.urls)}")
     return fleet
 
 

@@ -38,6 +38,27 @@ class LocalFleet:
     urls: list[str]
     processes: list[subprocess.Popen] = field(default_factory=list)
 
+    def wait_up(self, timeout_s: float = 60.0) -> None:
+        """Returns once every agent answers /health, and the fleet file lists them.
+
+        Raises:
+            EdgetuneError: an agent exited or did not answer within `timeout_s` (the fleet is
+                stopped).
+        """
+        names = [f"agent-{i + 1}" for i in range(len(self.urls))]
+        try:
+            for proc, url, name in zip(self.processes, self.urls, names, strict=True):
+                _wait_until_up(proc, url, self.root / name, timeout_s)
+            entries = [
+                {"name": name, "url": url, "token_ref": f"file:{name}/token", "tags": ["local"]}
+                for name, url in zip(names, self.urls, strict=True)
+            ]
+            doc = yaml.safe_dump({"devices": entries}, sort_keys=False)
+            files.write_bytes(self.fleet_file, doc.encode())
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         """Terminates every agent process, killing any that has not exited within 10 seconds."""
         for proc in self.processes:
@@ -52,9 +73,17 @@ class LocalFleet:
 
 
 def start_local_fleet(
-    n: int, root: str | os.PathLike, trusted_key: str | os.PathLike, *, timeout_s: float = 60.0
+    n: int,
+    root: str | os.PathLike,
+    trusted_key: str | os.PathLike,
+    *,
+    timeout_s: float = 60.0,
+    wait: bool = True,
 ) -> LocalFleet:
     """Starts `n` agents under `root` (state, token and log per agent) and waits until each answers.
+
+    With `wait=False` it returns once they are started (they boot in the background, while
+    the caller does other work); `LocalFleet.wait_up` then waits and writes the fleet file.
 
     Raises:
         EdgetuneError: an agent exits or does not answer /health within `timeout_s` (the
@@ -62,26 +91,19 @@ def start_local_fleet(
     """
     root = Path(root)
     fleet = LocalFleet(root=root, fleet_file=root / "fleet.yaml", urls=[])
-    names = [f"agent-{i + 1}" for i in range(n)]
     try:
-        for name in names:  # start them all, then wait: they boot in parallel
-            home = root / name
+        for i in range(n):  # start them all, then wait: they boot in parallel
+            home = root / f"agent-{i + 1}"
             home.mkdir(parents=True, exist_ok=True)
             write_token(home / "token", secrets.token_urlsafe(32))
             proc, url = _spawn(home, trusted_key)
             fleet.processes.append(proc)
             fleet.urls.append(url)
-        for proc, url, name in zip(fleet.processes, fleet.urls, names, strict=True):
-            _wait_until_up(proc, url, root / name, timeout_s)
-        entries = [
-            {"name": name, "url": url, "token_ref": f"file:{name}/token", "tags": ["local"]}
-            for name, url in zip(names, fleet.urls, strict=True)
-        ]
-        doc = yaml.safe_dump({"devices": entries}, sort_keys=False)
-        files.write_bytes(fleet.fleet_file, doc.encode())
     except BaseException:
         fleet.stop()
         raise
+    if wait:
+        fleet.wait_up(timeout_s)
     return fleet
 
 
