@@ -39,8 +39,8 @@ IMPORT_ENV_PREFIXES = (
     "MLFLOW_", "GRPC_", "ABSL_", "_KFP_", "LC_", "LANG", "TMPDIR",
 )  # fmt: skip
 # ...except these, which MLflow reads when called (checked by a test): local-run sets them
-# for the tasks after the zygote has started.
-CALL_TIME_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
+# for the tasks after the zygote has started (the parent run's experiment: mlflow.set_experiment).
+CALL_TIME_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 # What the tasks import, in two stages. The light one first: a zygote with it serves the
 # tasks that need no TensorFlow (LIGHT_TASKS) a few seconds after it starts, while a second
 # zygote, forked from it, imports TensorFlow for the others.

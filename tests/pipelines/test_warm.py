@@ -144,3 +144,21 @@ def test_a_kfp_local_task_runs_warm_with_the_output_it_has_cold(tmp_path, monkey
     assert light_parent == heavy_parent == zygote.process.pid != int(cold_parent)
     assert int(parent) != zygote.process.pid
     assert not zygote.home.exists() and zygote.process.poll() is not None
+
+
+def test_what_local_run_sets_after_the_zygote_started_keeps_its_tasks_warm(light, tmp_path):
+    """The parent run, made while the zygote imports, sets MLflow's variables: still warm."""
+    local_run_like = (  # in a child: what MLflow sets in os.environ stays out of this process
+        "import subprocess, sys\n"
+        "from edgetune.components.common import tracking\n"
+        "from edgetune.pipelines import local_runs\n"
+        f"uri = 'sqlite:///{tmp_path / 'm.db'}'\n"
+        "tracking.use_experiment(uri, 'e')\n"
+        "env = {'run_name': 'r', 'tracking_uri': uri, 'experiment': 'e'}\n"
+        "with local_runs.exported(local_runs.context_env(env, 'parent-id')):\n"
+        f"    subprocess.run([{str(light.shim)!r}, '-c', {PROBE!r}])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", local_run_like], env=task_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert done.stdout.split()[0] == str(light.process.pid), done.stderr
