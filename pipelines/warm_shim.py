@@ -25,7 +25,10 @@ def main() -> None:
     with open(os.path.join(home, "config.json")) as f:
         config = json.load(f)
     conn = None
-    if sys.argv[1:2] in (["-m"], ["-c"]) and _import_env(config) == config["import_env"]:
+    mine, zygote = _import_env(config), config["import_env"]
+    if differs := sorted(k for k in mine.keys() | zygote.keys() if mine.get(k) != zygote.get(k)):
+        sys.stderr.write(f"warm tasks: this one runs cold, {', '.join(differs)} changed\n")
+    elif sys.argv[1:2] in (["-m"], ["-c"]):
         conn = _connect(home, config)
     pid = _hand_over(conn) if conn else None
     if pid is None:  # cold path: exactly what kfp.local would have started

@@ -60,6 +60,7 @@ def test_a_changed_import_time_variable_or_a_dead_zygote_runs_cold(light):
     cold = subprocess.run([light.shim, "-c", PROBE], env=env, capture_output=True, text=True)
 
     assert cold.returncode == 7 and cold.stdout.split()[0] == str(os.getpid())  # exec'd here
+    assert "TF_CPP_MIN_LOG_LEVEL changed" in cold.stderr
     light.process.kill()
     light.process.wait()
     dead = subprocess.run([light.shim, "-c", PROBE], env=task_env(), capture_output=True, text=True)
