@@ -48,7 +48,7 @@ print(json.dumps(t))
 # The one parameter the second rerun changes: the search's sparsity (the default is [0.5]).
 CHANGED_SPARSITY = "[0.6]"
 # Components whose work (inside their MLflow run) imports TensorFlow on first use.
-TF_COMPONENTS = ("preprocess", "fine_tune", "prune", "qat", "convert", "evaluate")
+TF_COMPONENTS = ("preprocess", "fine_tune", "search_space", "candidate", "convert", "evaluate")
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

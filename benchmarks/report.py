@@ -319,8 +319,8 @@ def pipeline_lines(r: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        f'Hidden inside "work": TensorFlow + tf_keras + tfmot are imported lazily, inside '
-        f"the MLflow run, by {len(e['tf_components'])} components "
+        f'With cold tasks (`--cold-tasks`), hidden inside "work": TensorFlow + tf_keras + '
+        f"tfmot are imported lazily, inside the MLflow run, by {len(e['tf_components'])} components "
         f"({', '.join(e['tf_components'])}): about {len(e['tf_components'])} × "
         f"{s(e['tf_import_seconds'], 1)} = {s(e['tf_import_inside_work_seconds'], 0)} "
         f"(estimate from the probe, not measured inside the components).",
