@@ -118,8 +118,15 @@ def context_env(params: Mapping[str, Any], parent_id: str, server_url: str = "")
 @contextlib.contextmanager
 def exported(env: Mapping[str, str]) -> Iterator[None]:
     """Sets `env` in os.environ (the SubprocessRunner's tasks inherit it), restored after."""
-    before = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    with environ_kept(env):
+        os.environ.update(env)
+        yield
+
+
+@contextlib.contextmanager
+def environ_kept(names: Iterable[str]) -> Iterator[None]:
+    """The named environment variables are as before the block after it: set, changed or unset."""
+    before = {k: os.environ.get(k) for k in names}
     try:
         yield
     finally:

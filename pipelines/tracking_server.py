@@ -14,7 +14,6 @@ database (as without a server), which the tasks on this machine write directly.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from edgetune.errors import EdgetuneError
+from edgetune.pipelines.local_runs import environ_kept
 
 START_TIMEOUT_S = 120.0  # importing the server app takes seconds; minutes on a loaded machine
 
@@ -119,16 +119,11 @@ def _client_uris_kept() -> Iterator[None]:
     from mlflow.tracking._tracking_service import utils as tracking
 
     uris = (tracking._tracking_uri, registry._registry_uri)
-    env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     try:
-        yield
+        with environ_kept(("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")):
+            yield
     finally:
         tracking._tracking_uri, registry._registry_uri = uris
-        for name, value in env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -56,7 +56,6 @@ LIGHT_PRELOAD = (
     "kfp.dsl.utils",
 )
 HEAVY_PRELOAD = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
-PRELOAD = HEAVY_PRELOAD + LIGHT_PRELOAD
 # The components whose work imports no TensorFlow: they take the light zygote, so a rerun
 # (choose, deploy, finalize) and the first tasks never wait for TensorFlow's import. One that
 # does import it there is still right, only slower.
@@ -105,7 +104,7 @@ class Zygote:
     ) -> None:
         """Starts the zygote with `env` (default: os.environ) and the tasks' own variables.
 
-        `preload` names the modules to import instead of PRELOAD and the components'.
+        `preload` names the modules one zygote imports instead of the two stages'.
         """
         self.home = Path(tempfile.mkdtemp(prefix="edgetune-warm-"))  # mkdtemp: mode 0700
         self.env = {**(os.environ if env is None else env), **TASK_ENV}
